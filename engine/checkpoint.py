@@ -1,0 +1,110 @@
+"""Checkpoints and the final adapter (HF Trainer: `_save_checkpoint`, `_load_from_checkpoint`,
+`_load_optimizer_and_scheduler`, `_load_rng_state`).
+
+A checkpoint holds exactly what `--resume` needs to continue with the same losses as an uninterrupted
+run: the trainable weights, the optimizer state (Adam moments), the scheduler position, every RNG
+state, and where in the data order we stopped. Every directory is written under a temporary name and
+renamed into place complete (engine/io.py): a crash mid-save leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from engine.io import atomic_directory, atomic_write_json
+
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+
+
+@dataclass
+class TrainState:
+    """Position of a run: optimizer steps done, and the next micro-batch in the data order."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+
+
+def trainable_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def save_adapter(model: torch.nn.Module, path: Path) -> Path:
+    """PEFT format (adapter_config.json + adapter_model.safetensors), loadable by
+    `PeftModel.from_pretrained(base, path)`. With --peft full the whole model is saved instead."""
+    with atomic_directory(path) as tmp:
+        model.save_pretrained(tmp)
+    return path
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler, state: TrainState, config: dict, *, is_peft: bool) -> Path:
+    path = Path(run_dir) / f"checkpoint-{state.step}"
+    with atomic_directory(path) as tmp:
+        save_file(trainable_state_dict(model), str(tmp / "trainable.safetensors"))
+        if is_peft:  # the adapter too, so any checkpoint can be evaluated like the final one
+            model.save_pretrained(tmp / "adapter")
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "rng": rng_state(), "train_state": asdict(state)}, tmp / "training_state.pt")
+        atomic_write_json(tmp / "config.json", config)
+    return path
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A checkpoint-N directory as given, or the highest-numbered one inside a run directory."""
+    path = Path(path)
+    if (path / "training_state.pt").is_file():
+        return path
+    candidates = sorted(
+        (int(m.group(1)), p) for p in path.glob("checkpoint-*") if (m := CHECKPOINT_PATTERN.match(p.name))
+        and (p / "training_state.pt").is_file()
+    ) if path.is_dir() else []
+    if not candidates:
+        raise FileNotFoundError(f"--resume {path}: no checkpoint-N directory with training_state.pt found")
+    return candidates[-1][1]
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler) -> TrainState:
+    """Restore weights, optimizer, scheduler and RNG in place; return where to continue.
+    Order matters: the optimizer state refers to parameters by position, so the model must be built
+    (and wrapped by peft) exactly as in the saved run before this is called."""
+    weights = load_file(str(path / "trainable.safetensors"))
+    params = dict(model.named_parameters())
+    missing = [name for name, p in params.items() if p.requires_grad and name not in weights]
+    if missing or set(weights) - set(params):
+        raise ValueError(f"--resume {path}: trainable parameters differ from this model's "
+                         f"(e.g. {(missing or sorted(set(weights) - set(params)))[0]}); same --model/--peft/--lora-*?")
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            params[name].copy_(tensor)
+    saved = torch.load(path / "training_state.pt", map_location="cpu", weights_only=False)
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    restore_rng_state(saved["rng"])
+    return TrainState(**saved["train_state"])
+
+
+def checkpoint_config(path: Path) -> dict:
+    return json.loads((Path(path) / "config.json").read_text())

@@ -1,0 +1,203 @@
+"""One typed configuration for a training run; `train.py`'s command line is generated from it.
+
+Every field's docstring (the string literal under it) is its `--help` text, so the documentation
+lives in one place. Field `batch_size` becomes the flag `--batch-size`; booleans get `--x/--no-x`.
+The flag spellings are a contract: scripts outside the project call them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import inspect
+import math
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Literal, Optional
+
+PEFT_MODES = ("qlora", "lora", "full")
+OPTIMIZERS = ("paged_adamw_8bit", "adamw_8bit", "paged_adamw", "adamw")
+SCHEDULERS = ("linear", "cosine", "constant")
+
+
+class ConfigError(ValueError):
+    """A bad value on the command line or in a config: printed as one line, exit status 2."""
+
+
+@dataclass
+class TrainConfig:
+    # ---- model ------------------------------------------------------------------------------
+    model: str = "smollm2-135m-instruct"
+    """Model spec: the bundled SmolLM2-135M-Instruct (default), `arch:<preset>` for a random-init
+    model from a built-in architecture (tiny, smollm2-135m, llama-3.2-1b, qwen2.5-0.5b,
+    polyglot-ko-1.3b, hyperclovax-seed-1.5b, phi-3-mini, llama-3.1-8b), or a local HF directory."""
+    peft: Literal["qlora", "lora", "full"] = "qlora"
+    """qlora: 4-bit frozen base + LoRA; lora: base in the compute dtype + LoRA; full: every weight trained."""
+    quant: Literal["nf4", "fp4"] = "nf4"
+    """4-bit data type for qlora (NF4 suits normally distributed weights; the QLoRA paper's choice)."""
+    double_quant: bool = True
+    """Quantise the 4-bit blocks' absmax constants too (8-bit, blocks of 256): ~0.37 bits/param saved."""
+    compute_dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    """dtype of activations and frozen float weights. auto: bf16 on a CUDA GPU that supports it, else fp32
+    (bf16 matmuls are emulated and ~20x slower on AVX2 CPUs)."""
+    lora_r: int = 16
+    """LoRA rank r: each adapted W (out x in) gets B (out x r) @ A (r x in)."""
+    lora_alpha: int = 32
+    """LoRA scale numerator: the update is (alpha / r) * B @ A."""
+    lora_dropout: float = 0.0
+    """Dropout on the LoRA input path (0 keeps runs bit-reproducible across --resume)."""
+    target_modules: Optional[list[str]] = None
+    """Linear layers to adapt, by module name (e.g. q_proj v_proj). Default: every linear layer of the decoder."""
+    device: str = "auto"
+    """auto (cuda if available, else cpu), cpu, cuda, or cuda:N."""
+
+    # ---- data -------------------------------------------------------------------------------
+    data: str = "bundled"
+    """Training data: `bundled` (generated text-to-SQL benchmark), a Spider CSV or JSON file (schema DDL
+    from tables.json / the database folder when present), or a chat / alpaca / prompt-completion JSONL file."""
+    split: str = "train"
+    """Split of the bundled benchmark to train on (train, test, heldout)."""
+    max_length: int = 512
+    """Longest example in tokens. Longer examples are dropped and counted, never truncated (a cut answer
+    would teach the model to stop mid-query)."""
+    group_by_length: bool = False
+    """Batch examples of similar length together (less padding, less compute per step)."""
+
+    # ---- optimisation -----------------------------------------------------------------------
+    batch_size: int = 4
+    """Micro-batch: sequences per forward/backward pass."""
+    accum: int = 1
+    """Gradient accumulation: micro-batches per optimizer step (effective batch = batch_size x accum)."""
+    ckpt: bool = False
+    """Gradient checkpointing: keep only each decoder layer's input and recompute the layer in backward."""
+    max_steps: int = 30
+    """Optimizer steps to run; -1 runs --epochs full epochs instead. The default fits ~15 min on a
+    2-core CPU; on a GPU use e.g. --max-steps 600 or --max-steps -1 --epochs 1."""
+    epochs: int = 1
+    """Passes over the data when --max-steps is -1."""
+    lr: float = 2e-4
+    """Peak learning rate (the QLoRA paper's 2e-4)."""
+    warmup: float = 0.03
+    """Warmup length: below 1 a fraction of the optimizer steps (rounded up), from 1 a number of steps."""
+    scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    """Learning-rate decay after warmup."""
+    weight_decay: float = 0.01
+    """Decoupled weight decay (AdamW), not applied to biases and norm weights."""
+    max_grad_norm: float = 1.0
+    """Clip the global gradient L2 norm to this value; 0 disables clipping (the norm is still reported)."""
+    optim: Literal["paged_adamw_8bit", "adamw_8bit", "paged_adamw", "adamw"] = "paged_adamw_8bit"
+    """Optimizer. paged_*: bitsandbytes, state in CUDA unified memory (CUDA only: on CPU the unpaged
+    variant is used and the choice is printed); *_8bit: blockwise 8-bit state; adamw: torch.optim.AdamW."""
+    loss_on_labels_only: bool = True
+    """Apply the LM head and the loss only where the label is not -100 (the answer tokens): the vocab-wide
+    logits of the prompt are never built. --no-loss-on-labels-only builds logits everywhere like HF models."""
+
+    # ---- run --------------------------------------------------------------------------------
+    seed: int = 1234
+    """Seed for data order, LoRA initialisation and random-init presets (seed 000 uses 1234)."""
+    out: Optional[str] = None
+    """Output directory (default runs/<timestamp>): config.json, metrics.jsonl, adapter/, checkpoint-N/."""
+    log_every: int = 1
+    """Print a log line every N optimizer steps (metrics.jsonl always gets every step)."""
+    save_every: int = 0
+    """Write checkpoint-N/ every N optimizer steps (0: only the final adapter)."""
+    resume: Optional[str] = None
+    """Resume from a checkpoint-N directory, or from the latest checkpoint of a run directory."""
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ConfigError(message)
+
+        need(self.peft in PEFT_MODES, f"--peft must be one of {', '.join(PEFT_MODES)}, got {self.peft!r}")
+        need(self.quant in ("nf4", "fp4"), f"--quant must be nf4 or fp4, got {self.quant!r}")
+        need(self.compute_dtype in ("auto", "bf16", "fp16", "fp32"),
+             f"--compute-dtype must be auto, bf16, fp16 or fp32, got {self.compute_dtype!r}")
+        need(self.optim in OPTIMIZERS, f"--optim must be one of {', '.join(OPTIMIZERS)}, got {self.optim!r}")
+        need(self.scheduler in SCHEDULERS, f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
+        need(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
+        need(self.accum >= 1, f"--accum must be >= 1, got {self.accum}")
+        need(self.max_steps == -1 or self.max_steps >= 1, f"--max-steps must be >= 1 or -1, got {self.max_steps}")
+        need(self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
+        need(self.max_length >= 16, f"--max-length must be >= 16, got {self.max_length}")
+        need(math.isfinite(self.lr) and self.lr > 0, f"--lr must be a positive number, got {self.lr}")
+        need(self.warmup >= 0 and (self.warmup < 1 or self.warmup == int(self.warmup)),
+             f"--warmup must be a fraction in [0, 1) or a whole number of steps, got {self.warmup}")
+        need(self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}")
+        need(self.max_grad_norm >= 0, f"--max-grad-norm must be >= 0, got {self.max_grad_norm}")
+        need(self.lora_r >= 1, f"--lora-r must be >= 1, got {self.lora_r}")
+        need(self.lora_alpha > 0, f"--lora-alpha must be > 0, got {self.lora_alpha}")
+        need(0 <= self.lora_dropout < 1, f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
+        need(self.log_every >= 1, f"--log-every must be >= 1, got {self.log_every}")
+        need(self.save_every >= 0, f"--save-every must be >= 0, got {self.save_every}")
+        need(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+             f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+    # ---- derived numbers --------------------------------------------------------------------
+    @property
+    def effective_batch(self) -> int:
+        """Sequences per optimizer step."""
+        return self.batch_size * self.accum
+
+    def warmup_steps(self, total_steps: int) -> int:
+        """HF Trainer's rule: a ratio is rounded up (`math.ceil(total * ratio)`)."""
+        return math.ceil(total_steps * self.warmup) if self.warmup < 1 else int(self.warmup)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---- CLI generated from the dataclass ---------------------------------------------------------
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings: the string literal right below each annotated field in the class body."""
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, following in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)):
+            docs[node.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
+def _add_field(parser: argparse.ArgumentParser, f, hint, doc: str) -> None:
+    flag = "--" + f.name.replace("_", "-")
+    default = f.default if f.default is not MISSING else None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union and type(None) in args:  # Optional[X] -> X, default None
+        hint = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    help_text = f"{doc} (default: {default})"
+    if hint is bool:
+        parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=doc)
+    elif origin is Literal:
+        parser.add_argument(flag, choices=list(args), default=default, help=help_text)
+    elif origin is list:
+        parser.add_argument(flag, nargs="+", type=args[0], default=default, help=help_text)
+    else:
+        parser.add_argument(flag, type=hint, default=default, help=help_text)
+
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """argparse prints usage + error and exits 2; keep the exit status, print one clear line."""
+
+    def error(self, message: str) -> typing.NoReturn:  # type: ignore[override]
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def build_parser(cls: type = TrainConfig, **kwargs) -> argparse.ArgumentParser:
+    parser = _OneLineErrorParser(**kwargs)
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    for f in fields(cls):
+        _add_field(parser, f, hints[f.name], docs.get(f.name, ""))
+    return parser
+
+
+def parse_config(argv: list[str] | None = None, cls: type = TrainConfig, **kwargs):
+    """Command line -> config. Unknown flags and bad choices exit 2 with one line (argparse);
+    bad values raise ConfigError from `__post_init__` (the caller prints it and exits 2)."""
+    namespace = build_parser(cls, **kwargs).parse_args(argv)
+    return cls(**vars(namespace))

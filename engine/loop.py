@@ -1,0 +1,176 @@
+"""The training loop: everything HF `Trainer.train()` does for a causal-LM fine-tune, top to bottom.
+
+Trainer spreads this over `_inner_training_loop`, `get_batch_samples`, `training_step`,
+`compute_loss`, `_maybe_log_save_evaluate` and the optimizer/scheduler calls between them; each block
+below names its counterpart. What Trainer does and we do not: distributed wrappers, evaluation
+callbacks, mixed-precision scalers (bf16 needs none; fp16 full fine-tuning would), hub pushes.
+
+One optimizer step = one accumulation window of `accum` micro-batches:
+
+    for each micro-batch:  forward -> sum of token losses / label tokens in the WINDOW -> backward
+    clip gradients -> optimizer.step() -> scheduler.step() -> zero_grad(set_to_none=True) -> log
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from tqdm.auto import tqdm
+
+from data.batching import batch_order, collate
+from engine.checkpoint import TrainState, save_checkpoint
+from engine.config import TrainConfig
+from engine.loss import loss_sum
+from engine.memory import MemoryTracker, format_bytes, gradient_bytes, tracked_total
+
+
+@dataclass
+class TrainData:
+    """Tokenised examples as plain lists (fast to index), plus the pad id for collation."""
+
+    input_ids: list[list[int]]
+    labels: list[list[int]]
+    pad_token_id: int
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.input_ids]
+
+    def micro_batch(self, indices: list[int], device: torch.device) -> dict[str, torch.Tensor]:
+        batch = collate([{"input_ids": self.input_ids[i], "labels": self.labels[i]} for i in indices],
+                        pad_token_id=self.pad_token_id)
+        return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def steps_per_epoch(num_examples: int, batch_size: int, accum: int) -> int:
+    """Optimizer steps in one epoch; a last, shorter window still makes a step (as Trainer does)."""
+    return math.ceil(math.ceil(num_examples / batch_size) / accum)
+
+
+def total_optimizer_steps(cfg: TrainConfig, num_examples: int) -> int:
+    return cfg.max_steps if cfg.max_steps > 0 else cfg.epochs * steps_per_epoch(num_examples, cfg.batch_size, cfg.accum)
+
+
+def accumulation_windows(data: TrainData, cfg: TrainConfig, start: TrainState
+                         ) -> Iterator[tuple[int, int, list[list[int]]]]:
+    """Yield (epoch, index of the next micro-batch after this window, the window's micro-batches).
+
+    The batch order of an epoch is a pure function of (seed, epoch), so a resumed run regenerates
+    it and skips exactly the micro-batches already consumed. Epochs repeat until the caller stops.
+    """
+    epoch, first = start.epoch, start.batch_in_epoch
+    while True:
+        batches = batch_order(data.lengths, cfg.batch_size, seed=cfg.seed, epoch=epoch,
+                              group_by_length=cfg.group_by_length)
+        for i in range(first, len(batches), cfg.accum):
+            yield epoch, min(i + cfg.accum, len(batches)), batches[i:i + cfg.accum]
+        epoch, first = epoch + 1, 0
+
+
+def train(cfg: TrainConfig, model: torch.nn.Module, data: TrainData, optimizer: torch.optim.Optimizer,
+          scheduler, *, device: torch.device, run_dir: Path, start: TrainState, total_steps: int,
+          is_peft: bool) -> list[dict]:
+    """Run optimizer steps `start.step + 1 .. total_steps`; append one record per step to
+    `run_dir/metrics.jsonl`; return the records of this call."""
+    # ---- set-up (Trainer: `_inner_training_loop` preamble) -------------------------------------
+    # Order matters: checkpointing must be switched on after peft wrapped the model (peft forwards the
+    # call to the HF model) and before the first forward; `model.train()` after it, because HF models
+    # apply checkpointing only in training mode.
+    if cfg.ckpt:
+        # Non-reentrant checkpointing recomputes through autograd's saved-tensor hooks, so it works
+        # when the layer *inputs* do not require grad (frozen embeddings + LoRA inside the layers).
+        # The reentrant variant would silently produce no LoRA gradients there, which is why peft
+        # needs `enable_input_require_grads()` with it.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False  # a KV cache is for generation; in training it only costs memory
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    tracker = MemoryTracker(model, optimizer, device)
+    steps_per_epoch_ = steps_per_epoch(len(data.input_ids), cfg.batch_size, cfg.accum)
+    metrics_path = run_dir / "metrics.jsonl"
+    records: list[dict] = []
+
+    progress = tqdm(total=total_steps, initial=start.step, desc="train", unit="step", dynamic_ncols=True)
+    windows = accumulation_windows(data, cfg, start)
+    step = start.step
+    with open(metrics_path, "a", encoding="utf-8") as metrics_file:
+        while step < total_steps:
+            epoch, next_batch, window = next(windows)
+            step_started = time.perf_counter()
+            tracker.start_step()
+
+            # ---- fetch the window (Trainer: `get_batch_samples`) ---------------------------------
+            # All micro-batches of the window are built first, because the loss normaliser is the
+            # number of label tokens in the whole window: known only once every micro-batch is seen.
+            micro_batches = [data.micro_batch(indices, device) for indices in window]
+            # labels[:, 1:] are the targets that enter the loss (position 0 predicts nothing)
+            window_label_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro_batches)
+            window_tokens = sum(int(b["attention_mask"].sum()) for b in micro_batches)  # non-pad tokens
+
+            # ---- forward / backward per micro-batch (Trainer: `training_step` + `compute_loss`) --
+            window_loss = torch.zeros((), device=device)  # token-weighted mean over the window
+            for batch in micro_batches:
+                with tracker.activations.count():
+                    micro_loss = loss_sum(model, batch, label_only=cfg.loss_on_labels_only) / window_label_tokens
+                micro_loss.backward()  # grads accumulate in .grad across the window
+                window_loss += micro_loss.detach()
+
+            # ---- clip (Trainer: `_clip_grad_norm` / `accelerator.clip_grad_norm_`) ----------------
+            # Returns the total norm *before* clipping; with max_norm=inf it only measures.
+            max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, max_norm)
+            grads_bytes = gradient_bytes(model)  # gradients are at their peak now, before zero_grad
+
+            # ---- update (Trainer: `optimizer.step()`, `lr_scheduler.step()`, `model.zero_grad()`) -
+            lr = scheduler.get_last_lr()[0]  # the lr this step uses
+            optimizer.step()
+            scheduler.step()
+            # set_to_none frees the gradient tensors instead of filling them with zeros: the memory
+            # is returned between steps, and the next backward writes instead of adding.
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            is_last_step = step == total_steps
+
+            # ---- log (Trainer: `_maybe_log_save_evaluate`) ---------------------------------------
+            mem = tracker.record(grads_bytes)
+            loss_value = window_loss.item()  # .item() syncs with the device: once per step, here
+            step_s = time.perf_counter() - step_started
+            record = {
+                "step": step,
+                "epoch": round(epoch + next_batch / (steps_per_epoch_ * cfg.accum), 4),
+                "loss": loss_value,
+                "lr": lr,
+                "grad_norm": grad_norm.item(),
+                "tokens": window_tokens,
+                "label_tokens": window_label_tokens,
+                "tokens_per_s": window_tokens / step_s,
+                "step_s": step_s,
+                "mem": mem,
+            }
+            metrics_file.write(json.dumps(record) + "\n")
+            metrics_file.flush()
+            records.append(record)
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:.0f}",
+                                 mem=format_bytes(mem["allocated"] if mem["allocated"] is not None else tracked_total(mem)))
+            if step % cfg.log_every == 0 or is_last_step:
+                progress.write(
+                    f"step {step:5d} | loss {loss_value:.4f} | lr {lr:.2e} | grad_norm {record['grad_norm']:.3f} | "
+                    f"{record['tokens_per_s']:.0f} tok/s | params {format_bytes(mem['params_4bit'] + mem['params_frozen'] + mem['params_trainable'])} "
+                    f"grads {format_bytes(mem['grads'])} optim {format_bytes(mem['optimizer'])} "
+                    f"act {format_bytes(mem['activations'])}"
+                    + (f" | cuda alloc {format_bytes(mem['allocated'])} peak {format_bytes(mem['peak_allocated'])}"
+                       if mem["allocated"] is not None else ""))
+
+            # ---- checkpoint (Trainer: `_save_checkpoint`) ----------------------------------------
+            if cfg.save_every and (step % cfg.save_every == 0 or is_last_step):
+                position = TrainState(step=step, epoch=epoch, batch_in_epoch=next_batch)
+                save_checkpoint(run_dir, model, optimizer, scheduler, position, cfg.to_dict(), is_peft=is_peft)
+    progress.close()
+    return records

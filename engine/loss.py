@@ -1,0 +1,41 @@
+"""The loss (HF Trainer: `compute_loss`, which calls the model with `labels=` and
+`num_items_in_batch=`).
+
+Two facts shape it:
+  * Causal LM: the hidden state at position t predicts token t+1, so labels are shifted by one.
+  * Accumulation: HF models return a *mean* over the micro-batch's label tokens. Averaging those
+    means over k micro-batches weights a 3-token answer like a 60-token one, so `--batch-size 1
+    --accum 4` would not equal `--batch-size 4`. We return the *sum* of token losses; the loop divides
+    by the number of label tokens in the whole accumulation window (Trainer's `num_items_in_batch`).
+
+With `label_only` the LM head runs only at positions whose label is not -100. The prompt (schema +
+question, most of the tokens) never gets vocab-wide logits: for SmolLM2 that is 49,152 floats per
+position, 192 KiB in fp32, more than the whole 30-layer residual stream of that position.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+
+def body_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(decoder stack that returns hidden states, LM head), through a peft wrapper if there is one."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder(), base.get_output_embeddings()
+
+
+def loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor], *, label_only: bool) -> torch.Tensor:
+    """Sum of next-token cross-entropies over the label tokens of `batch` (fp32 scalar)."""
+    targets = batch["labels"][:, 1:]  # [B, T-1]: the token each position must predict
+    if label_only:
+        body, head = body_and_head(model)
+        hidden = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        is_label = targets != IGNORE_INDEX  # [B, T-1]
+        logits = head(hidden[:, :-1][is_label]).float()  # [N_labels, V], fp32 for a stable log-softmax
+        return F.cross_entropy(logits, targets[is_label], reduction="sum")
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # [B, T, V]
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
+                           ignore_index=IGNORE_INDEX, reduction="sum")

@@ -1,0 +1,167 @@
+"""Where the memory goes, every optimizer step, in bytes — the same way on CPU and GPU.
+
+The book's `estimate_memory_of_gradients` / `estimate_memory_of_optimizer` (seed 003) multiply
+`nelement() * element_size()` over tensors. We do the same, with three corrections that matter:
+  * tensors are deduplicated by *storage*: quantisation states share code books, tied embeddings share
+    one matrix, and a saved tensor may be a view of a bigger buffer — memory holds storages, not views;
+  * activations are measured, not guessed: saved-tensor hooks see every tensor autograd keeps for
+    backward (parameters excluded: they are counted once, as parameters);
+  * paged optimizer state lives in CUDA unified memory (bitsandbytes allocates it with
+    cudaMallocManaged, outside PyTorch's allocator), so `torch.cuda.memory_allocated()` cannot see it:
+    it is reported on its own as `optimizer_paged` (a part of `optimizer`).
+
+The record (the `mem` field of metrics.jsonl, a documented contract), all in bytes:
+  params_4bit       packed 4-bit weights + quantisation state (absmax, nested absmax, code books)
+  params_frozen     other frozen parameters and buffers (embeddings, norms, rotary tables, ...)
+  params_trainable  parameters the optimizer updates (LoRA A/B, or everything with --peft full)
+  grads             gradients at their peak in the step (after the last backward, before zero_grad)
+  optimizer         every optimizer state tensor (Adam moments, 8-bit absmax/code books, step counts)
+  optimizer_paged   the part of `optimizer` in CUDA unified memory (0 on CPU)
+  activations       peak bytes saved for backward by one micro-batch's forward
+  allocated, peak_allocated, reserved   torch.cuda.* at the end of the step (None on CPU)
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterable, Iterator
+
+import torch
+
+from models.report import parameter_bytes
+
+MEMORY_KEYS = ("params_4bit", "params_frozen", "params_trainable", "grads", "optimizer",
+               "optimizer_paged", "activations", "allocated", "peak_allocated", "reserved")
+
+
+def storage_key(t: torch.Tensor) -> tuple[str, int]:
+    """Identity of the memory a tensor lives in (two views of one buffer share it)."""
+    return (str(t.device), t.untyped_storage().data_ptr())
+
+
+def unique_storage_bytes(tensors: Iterable[torch.Tensor]) -> int:
+    seen: dict[tuple[str, int], int] = {}
+    for t in tensors:
+        if t is None or t.device.type == "meta":
+            continue
+        seen[storage_key(t)] = t.untyped_storage().nbytes()
+    return sum(seen.values())
+
+
+def gradient_bytes(model: torch.nn.Module) -> int:
+    return unique_storage_bytes(p.grad for p in model.parameters() if p.grad is not None)
+
+
+def optimizer_state_tensors(optimizer: torch.optim.Optimizer) -> Iterator[torch.Tensor]:
+    for state in optimizer.state.values():
+        for value in state.values():
+            if torch.is_tensor(value):
+                yield value
+
+
+def optimizer_bytes(optimizer: torch.optim.Optimizer) -> tuple[int, int]:
+    """(all state bytes, paged state bytes). bitsandbytes marks unified-memory tensors `is_paged`."""
+    tensors = list(optimizer_state_tensors(optimizer))
+    paged = [t for t in tensors if getattr(t, "is_paged", False)]
+    return unique_storage_bytes(tensors), unique_storage_bytes(paged)
+
+
+class ActivationCounter:
+    """Counts the bytes autograd saves for backward during a forward pass.
+
+    `torch.autograd.graph.saved_tensors_hooks(pack, unpack)` calls `pack` for every tensor an autograd
+    node saves. We record its storage (once) and hand the tensor back untouched. With non-reentrant
+    gradient checkpointing, the checkpointed layers install their own inner hooks and keep nothing but
+    their inputs, so this count drops to the layer boundaries: exactly the saving checkpointing buys.
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        # Parameters and buffers are saved by reference in every matmul: they are memory we already
+        # count as parameters, so they are excluded here.
+        tensors = list(model.parameters()) + list(model.buffers())
+        for module in model.modules():  # 4-bit quantisation state hangs off the weight, not as a buffer
+            state = getattr(getattr(module, "weight", None), "quant_state", None)
+            if state is not None:
+                tensors += [t for t in _quant_state_tensors(state)]
+        self.excluded = {storage_key(t) for t in tensors if t.device.type != "meta"}
+        self._seen: dict[tuple[str, int], int] = {}
+        self.peak = 0  # max over the micro-batches counted since the last reset
+
+    def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.device.type != "meta":
+            key = storage_key(tensor)
+            if key not in self.excluded:
+                self._seen[key] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    @contextmanager
+    def count(self) -> Iterator[None]:
+        """Wrap one micro-batch's forward (and loss): everything saved inside is counted."""
+        self._seen = {}
+        with torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t):
+            yield
+        self.peak = max(self.peak, sum(self._seen.values()))
+        self._seen = {}
+
+    def reset(self) -> None:
+        self.peak = 0
+
+
+def _quant_state_tensors(state) -> list[torch.Tensor]:
+    out = [getattr(state, name, None) for name in ("absmax", "code", "offset")]
+    nested = getattr(state, "state2", None)
+    if nested is not None:
+        out += [getattr(nested, name, None) for name in ("absmax", "code")]
+    return [t for t in out if torch.is_tensor(t)]
+
+
+class MemoryTracker:
+    """Builds the per-step `mem` record. Parameter bytes are computed once (they do not change)."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device):
+        self.model, self.optimizer, self.device = model, optimizer, device
+        self.params = parameter_bytes(model)
+        self.activations = ActivationCounter(model)
+        self.is_cuda = device.type == "cuda"
+
+    def start_step(self) -> None:
+        self.activations.reset()
+        if self.is_cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def record(self, grads_bytes: int) -> dict[str, int | None]:
+        """Call after optimizer.step() (the state exists from the first step on); `grads_bytes` was
+        measured before zero_grad, when gradients were at their peak."""
+        optimizer_total, optimizer_paged = optimizer_bytes(self.optimizer)
+        mem: dict[str, int | None] = {
+            "params_4bit": self.params["params_4bit"],
+            "params_frozen": self.params["params_frozen"],
+            "params_trainable": self.params["params_trainable"],
+            "grads": grads_bytes,
+            "optimizer": optimizer_total,
+            "optimizer_paged": optimizer_paged,
+            "activations": self.activations.peak,
+            "allocated": None,
+            "peak_allocated": None,
+            "reserved": None,
+        }
+        if self.is_cuda:
+            mem["allocated"] = torch.cuda.memory_allocated(self.device)
+            mem["peak_allocated"] = torch.cuda.max_memory_allocated(self.device)
+            mem["reserved"] = torch.cuda.memory_reserved(self.device)
+        return mem
+
+
+def tracked_total(mem: dict) -> int:
+    """Parameters + gradients + optimizer + activations: the book's "total memory", from our parts."""
+    return sum(mem[k] or 0 for k in ("params_4bit", "params_frozen", "params_trainable", "grads",
+                                     "optimizer", "activations"))
+
+
+def format_bytes(n: int | None) -> str:
+    if n is None:
+        return "n/a"
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if abs(n) >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"
