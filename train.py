@@ -76,6 +76,8 @@ def run(cfg: TrainConfig) -> RunResult:
         saved.update(resume=cfg.resume, out=cfg.out or saved["out"])
         cfg = TrainConfig(**saved)
     device = resolve_device(cfg.device)
+    if cfg.memory_snapshot and device.type != "cuda":
+        raise ConfigError("--memory-snapshot records the CUDA allocator: it needs a CUDA device")
     compute_dtype = resolve_compute_dtype(cfg.compute_dtype, device)
     run_dir = Path(cfg.out or f"runs/{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     cfg.out = str(run_dir)
@@ -104,22 +106,29 @@ def run(cfg: TrainConfig) -> RunResult:
     # ------------------------------------------------------------------------------------------
     # Data: every format becomes chat messages, rendered with the model's own chat template; only the
     # answer and its end-of-turn token carry labels, the rest is -100.
+    from data.dummy import dummy_examples, parse_dummy_spec
     from data.formats import load_examples
     from data.tokenize import tokenize_dataset
 
-    examples = load_examples(cfg.data, cfg.split)
-    tokenized = tokenize_dataset(examples, tokenizer, cfg.max_length)
-    input_ids, labels = tokenized.dataset["input_ids"], tokenized.dataset["labels"]
+    vocab_size = model.get_input_embeddings().num_embeddings
+    dummy_seq_len = parse_dummy_spec(cfg.data)
+    if dummy_seq_len is not None:  # the book's make_dummy_dataset: random ids, every position labelled
+        input_ids, labels = dummy_examples(dummy_seq_len, 64, vocab_size, cfg.seed)  # 64: the book's size
+        num_dropped = 0
+    else:
+        examples = load_examples(cfg.data, cfg.split)
+        tokenized = tokenize_dataset(examples, tokenizer, cfg.max_length)
+        input_ids, labels = tokenized.dataset["input_ids"], tokenized.dataset["labels"]
+        num_dropped = tokenized.num_dropped
     if not input_ids:
         raise ConfigError(f"no training example fits --max-length {cfg.max_length}")
-    vocab_size = model.get_input_embeddings().num_embeddings
     if is_random_init(cfg.model) and max(max(ids) for ids in input_ids) >= vocab_size:
         print(f"note: {cfg.model} has a {vocab_size}-token vocabulary, smaller than the tokenizer's: "
               f"token ids are folded modulo {vocab_size} (random weights: memory and speed are unaffected)")
         input_ids, labels = fold_token_ids(input_ids, labels, vocab_size)
     data = TrainData(input_ids=input_ids, labels=labels, pad_token_id=tokenizer.pad_token_id)
     lengths = data.lengths
-    print(f"data {cfg.data} [{cfg.split}]: {len(lengths)} examples, {tokenized.num_dropped} dropped "
+    print(f"data {cfg.data} [{cfg.split}]: {len(lengths)} examples, {num_dropped} dropped "
           f"(longer than --max-length {cfg.max_length}); tokens per example mean {sum(lengths) / len(lengths):.0f}, "
           f"max {max(lengths)}; label tokens mean {sum(sum(1 for t in y if t != -100) for y in labels) / len(labels):.1f}")
 

@@ -103,6 +103,9 @@ class TrainConfig:
     """Write checkpoint-N/ every N optimizer steps (0: only the final adapter)."""
     resume: Optional[str] = None
     """Resume from a checkpoint-N directory, or from the latest checkpoint of a run directory."""
+    memory_snapshot: Optional[str] = None
+    """CUDA only: record the allocator's history over the first 3 optimizer steps and write a snapshot
+    to this path (a .pickle that https://pytorch.org/memory_viz opens)."""
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:

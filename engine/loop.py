@@ -27,7 +27,8 @@ from data.batching import batch_order, collate
 from engine.checkpoint import TrainState, save_checkpoint
 from engine.config import TrainConfig
 from engine.loss import loss_sum
-from engine.memory import MemoryTracker, format_bytes, gradient_bytes, tracked_total
+from engine.memory import (SNAPSHOT_STEPS, MemoryTracker, dump_allocator_history, format_bytes, gradient_bytes,
+                           start_allocator_history, tracked_total)
 
 
 @dataclass
@@ -96,6 +97,8 @@ def train(cfg: TrainConfig, model: torch.nn.Module, data: TrainData, optimizer: 
     metrics_path = run_dir / "metrics.jsonl"
     records: list[dict] = []
 
+    if cfg.memory_snapshot:
+        start_allocator_history(device)
     progress = tqdm(total=total_steps, initial=start.step, desc="train", unit="step", dynamic_ncols=True)
     windows = accumulation_windows(data, cfg, start)
     step = start.step
@@ -167,6 +170,11 @@ def train(cfg: TrainConfig, model: torch.nn.Module, data: TrainData, optimizer: 
                     f"act {format_bytes(mem['activations'])}"
                     + (f" | cuda alloc {format_bytes(mem['allocated'])} peak {format_bytes(mem['peak_allocated'])}"
                        if mem["allocated"] is not None else ""))
+
+            if cfg.memory_snapshot and step - start.step == min(SNAPSHOT_STEPS, total_steps - start.step):
+                dump_allocator_history(cfg.memory_snapshot)
+                progress.write(f"allocator snapshot of {step - start.step} steps: {cfg.memory_snapshot} "
+                               "(drag it onto https://pytorch.org/memory_viz)")
 
             # ---- checkpoint (Trainer: `_save_checkpoint`) ----------------------------------------
             if cfg.save_every and (step % cfg.save_every == 0 or is_last_step):

@@ -19,6 +19,10 @@ The record (the `mem` field of metrics.jsonl, a documented contract), all in byt
   optimizer_paged   the part of `optimizer` in CUDA unified memory (0 on CPU)
   activations       peak bytes saved for backward by one micro-batch's forward
   allocated, peak_allocated, reserved   torch.cuda.* at the end of the step (None on CPU)
+  unexplained       allocated minus what should still be resident after zero_grad (parameters and the
+                    unpaged optimizer state): the CUDA reconciliation; ~0 when nothing leaks (None on CPU)
+  device_used       total minus free device memory (cudaMemGetInfo): sees the CUDA context, the
+                    allocator's cache and the paged optimizer pages that live on the GPU (None on CPU)
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ import torch
 from models.report import parameter_bytes
 
 MEMORY_KEYS = ("params_4bit", "params_frozen", "params_trainable", "grads", "optimizer",
-               "optimizer_paged", "activations", "allocated", "peak_allocated", "reserved")
+               "optimizer_paged", "activations", "allocated", "peak_allocated", "reserved",
+               "unexplained", "device_used")
+SNAPSHOT_STEPS = 3  # optimizer steps recorded by --memory-snapshot: step 1 allocates the optimizer state
 
 
 def storage_key(t: torch.Tensor) -> tuple[str, int]:
@@ -144,12 +150,32 @@ class MemoryTracker:
             "allocated": None,
             "peak_allocated": None,
             "reserved": None,
+            "unexplained": None,
+            "device_used": None,
         }
         if self.is_cuda:
-            mem["allocated"] = torch.cuda.memory_allocated(self.device)
-            mem["peak_allocated"] = torch.cuda.max_memory_allocated(self.device)
-            mem["reserved"] = torch.cuda.memory_reserved(self.device)
+            allocated = torch.cuda.memory_allocated(self.device)
+            free, total = torch.cuda.mem_get_info(self.device)
+            resident = (mem["params_4bit"] + mem["params_frozen"] + mem["params_trainable"]
+                        + optimizer_total - optimizer_paged)  # grads and activations are freed by now
+            mem.update(allocated=allocated, peak_allocated=torch.cuda.max_memory_allocated(self.device),
+                       reserved=torch.cuda.memory_reserved(self.device), unexplained=allocated - resident,
+                       device_used=total - free)
         return mem
+
+
+def start_allocator_history(device: torch.device) -> None:
+    """Record every CUDA allocation with its stack trace (for --memory-snapshot)."""
+    torch.cuda.memory._record_memory_history(max_entries=200_000, device=device)
+
+
+def dump_allocator_history(path: str) -> None:
+    """Write the snapshot (a pickle) that https://pytorch.org/memory_viz opens, and stop recording."""
+    from pathlib import Path
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    torch.cuda.memory._dump_snapshot(path)
+    torch.cuda.memory._record_memory_history(enabled=None)
 
 
 def tracked_total(mem: dict) -> int:
