@@ -93,7 +93,8 @@ def train(cfg: TrainConfig, model: torch.nn.Module, data: TrainData, optimizer: 
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     tracker = MemoryTracker(model, optimizer, device)
-    steps_per_epoch_ = steps_per_epoch(len(data.input_ids), cfg.batch_size, cfg.accum)
+    micro_batches_per_epoch = math.ceil(len(data.input_ids) / cfg.batch_size)
+    run_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = run_dir / "metrics.jsonl"
     records: list[dict] = []
 
@@ -146,7 +147,7 @@ def train(cfg: TrainConfig, model: torch.nn.Module, data: TrainData, optimizer: 
             step_s = time.perf_counter() - step_started
             record = {
                 "step": step,
-                "epoch": round(epoch + next_batch / (steps_per_epoch_ * cfg.accum), 4),
+                "epoch": round(epoch + next_batch / micro_batches_per_epoch, 4),  # fractional, as Trainer logs it
                 "loss": loss_value,
                 "lr": lr,
                 "grad_norm": grad_norm.item(),

