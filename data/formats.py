@@ -1,0 +1,200 @@
+"""Training data in, chat conversations out: every source becomes rows of
+{"messages": [...], "db_id": str, "answer": str}, the last message being the assistant's answer.
+
+Sources:
+  "bundled"                 the generated benchmark (data/sqlbench), split = train | test | heldout
+  a directory               Spider's layout: <dir>/<split>.json, tables.json, database/
+  *.csv                     Spider CSV (db_id, query, question, ...), as in seed 000
+  *.json / *.jsonl          Spider records {db_id, question, query}, chat records {messages},
+                            {prompt, completion} or alpaca {instruction, input, output}
+
+Text-to-SQL records get the schema DDL in the prompt when it can be found: from
+database/<db_id>/<db_id>.sqlite (preferred: the real CREATE statements) or a tables.json entry.
+Files are read with `datasets` (load_dataset("csv"/"json", data_files=...)), never from the hub."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import datasets
+
+from data.prompts import sql_messages
+from data.schema import ddl_from_sqlite, ddl_from_tables_json
+
+# Format name -> keys that identify it (a record must have all of them).
+FORMATS = {
+    "spider": {"db_id", "question", "query"},
+    "chat": {"messages"},
+    "prompt-completion": {"prompt", "completion"},
+    "alpaca": {"instruction", "output"},
+}
+
+
+def detect_format(keys: set[str], where: str) -> str:
+    """The one format whose keys are all present; none or several -> ValueError."""
+    found = [name for name, required in FORMATS.items() if required <= keys]
+    if len(found) > 1:
+        raise ValueError(f"{where}: ambiguous record format, keys {sorted(keys)} fit {' and '.join(found)}")
+    if not found:
+        known = "; ".join(f"{n}: {', '.join(sorted(k))}" for n, k in FORMATS.items())
+        raise ValueError(f"{where}: unknown record format, keys {sorted(keys)} (known formats: {known})")
+    return found[0]
+
+
+class SchemaLookup:
+    """db_id -> compact DDL, from the SQLite file when present, else the tables.json entry; cached."""
+
+    def __init__(self, tables: Path | None, db_dir: Path | None):
+        self.tables, self.db_dir = tables, db_dir
+        try:
+            self.entries = {e["db_id"]: e for e in json.loads(tables.read_text())} if tables else {}
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"cannot read {tables} as Spider tables.json: {e!r}") from None
+        self.cache: dict[str, str] = {}
+
+    def __call__(self, db_id: str) -> str:
+        if db_id not in self.cache:
+            db_path = self.db_dir / db_id / f"{db_id}.sqlite" if self.db_dir else None
+            if db_path is not None and db_path.is_file():
+                self.cache[db_id] = ddl_from_sqlite(db_path)
+            elif db_id in self.entries:
+                self.cache[db_id] = ddl_from_tables_json(self.entries[db_id])
+            else:
+                looked = " nor ".join(str(p) for p in (self.db_dir, self.tables) if p is not None)
+                raise ValueError(f"no schema for db_id {db_id!r} in {looked}")
+        return self.cache[db_id]
+
+
+def spider_schema_lookup(data_file: Path, tables: str | None, db_dir: str | None) -> SchemaLookup | None:
+    """Schema sources for a Spider-format file: the given ones (which must exist), else
+    tables.json and database/ beside the file when present; None when there is neither."""
+    tables_path = Path(tables) if tables else data_file.parent / "tables.json"
+    database_dir = Path(db_dir) if db_dir else data_file.parent / "database"
+    if tables and not tables_path.is_file():
+        raise ValueError(f"tables file not found: {tables_path}")
+    if db_dir and not database_dir.is_dir():
+        raise ValueError(f"database directory not found: {database_dir}")
+    found_tables = tables_path if tables_path.is_file() else None
+    found_dir = database_dir if database_dir.is_dir() else None
+    if found_tables is None and found_dir is None:
+        return None
+    return SchemaLookup(found_tables, found_dir)
+
+
+def _read_rows(path: Path) -> datasets.Dataset:
+    builder = "csv" if path.suffix == ".csv" else "json"
+    try:
+        return datasets.load_dataset(builder, data_files=str(path), split="train")
+    except Exception as e:
+        while e.__cause__ is not None:  # datasets wraps the parser's error: report the parser's
+            e = e.__cause__
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"cannot read {path}: {first_line}") from None
+
+
+def _present_keys(record: dict) -> set[str]:
+    # datasets unifies the columns of all records; a key a record lacks comes back as None.
+    return {k for k, v in record.items() if v is not None}
+
+
+def _answer(text: object, where: str) -> str:
+    answer = str(text).strip() if text is not None else ""
+    if not answer:
+        raise ValueError(f"{where}: empty answer")
+    return answer
+
+
+def _chat(record: dict, where: str) -> tuple[list[dict], str]:
+    messages = [{"role": str(m["role"]), "content": str(m["content"] or "")} for m in record["messages"]]
+    if not messages or messages[-1]["role"] != "assistant":
+        raise ValueError(f"{where}: the last message must be the assistant's answer")
+    # Stripped: Llama-3-style templates trim it anyway, and trailing spaces are nothing to learn.
+    messages[-1]["content"] = _answer(messages[-1]["content"], where)
+    return messages, messages[-1]["content"]
+
+
+def _prompt_completion(record: dict, where: str) -> tuple[list[dict], str]:
+    answer = _answer(record["completion"], where)
+    return [{"role": "user", "content": str(record["prompt"])}, {"role": "assistant", "content": answer}], answer
+
+
+def _alpaca(record: dict, where: str) -> tuple[list[dict], str]:
+    answer = _answer(record["output"], where)
+    prompt = str(record["instruction"])
+    if record.get("input"):
+        prompt += "\n\n" + str(record["input"])
+    return [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}], answer
+
+
+CONVERTERS: dict[str, Callable[[dict, str], tuple[list[dict], str]]] = {
+    "chat": _chat,
+    "prompt-completion": _prompt_completion,
+    "alpaca": _alpaca,
+}
+
+
+def _spider_columns(records: list[dict], path: Path, schema_of: SchemaLookup | None) -> dict[str, list]:
+    out: dict[str, list] = {"messages": [], "db_id": [], "answer": []}
+    for i, record in enumerate(records):
+        where = f"{path} record {i}"
+        answer = _answer(record["query"], where)
+        db_id = str(record["db_id"] or "")
+        schema = schema_of(db_id) if schema_of is not None else None
+        out["messages"].append(sql_messages(str(record["question"]), schema, answer))
+        out["db_id"].append(db_id)
+        out["answer"].append(answer)
+    return out
+
+
+def load_examples(
+    source: str,
+    split: str = "train",
+    *,
+    schema: bool = True,
+    tables: str | None = None,
+    db_dir: str | None = None,
+) -> datasets.Dataset:
+    """Rows of {"messages", "db_id", "answer"}; `split` names the file only for "bundled" and
+    Spider-layout directories. schema=False leaves the DDL out of text-to-SQL prompts."""
+    if source == "bundled":
+        from data.sqlbench import BENCHMARK_SPLITS, bundled_benchmark_dir
+
+        if split not in BENCHMARK_SPLITS:
+            choices = ", ".join(BENCHMARK_SPLITS)
+            raise ValueError(f"unknown split {split!r} for the bundled benchmark: use one of {choices}")
+        source = str(bundled_benchmark_dir())
+    path = Path(source)
+    if path.is_dir():
+        path = path / f"{split}.json"
+    if not path.is_file():
+        raise ValueError(f"data file not found: {path}")
+    if path.suffix not in (".csv", ".json", ".jsonl"):
+        raise ValueError(f"unsupported data file {path}: expected .csv, .json or .jsonl")
+
+    records = _read_rows(path).to_list()
+    if not records:
+        raise ValueError(f"{path} has no records")
+    kind = detect_format(_present_keys(records[0]), f"{path} record 0")
+    for i, record in enumerate(records):  # a file mixing formats is an error, not a guess per record
+        if detect_format(_present_keys(record), f"{path} record {i}") != kind:
+            raise ValueError(f"{path}: record {i} is not {kind} like record 0 (keys {sorted(_present_keys(record))})")
+    print(f"{path}: {len(records)} {kind} records")
+
+    if kind == "spider":
+        schema_of = spider_schema_lookup(path, tables, db_dir) if schema else None
+        if schema and schema_of is None:
+            print(f"{path}: no tables.json or database/ beside it: prompts carry no schema")
+        return datasets.Dataset.from_dict(_spider_columns(records, path, schema_of))
+
+    if tables or db_dir:
+        raise ValueError(f"{path} holds {kind} records: tables/db_dir apply only to Spider-format data")
+    columns: dict[str, list] = {"messages": [], "db_id": [], "answer": []}
+    convert = CONVERTERS[kind]
+    for i, record in enumerate(records):
+        messages, answer = convert(record, f"{path} record {i}")
+        columns["messages"].append(messages)
+        columns["db_id"].append(str(record.get("db_id") or ""))
+        columns["answer"].append(answer)
+    return datasets.Dataset.from_dict(columns)
