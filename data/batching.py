@@ -1,0 +1,69 @@
+"""Batches: which examples go together (batch_order) and how they become tensors (collate)."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+from data.tokenize import IGNORE_INDEX
+
+MEGA_BATCH_FACTOR = 50  # length grouping sorts within windows of 50 batches: shuffled, yet similar lengths
+
+
+def collate(examples: list[dict], pad_token_id: int, pad_to_multiple_of: int | None = None) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest example (rounded up to pad_to_multiple_of): LongTensors [B, T].
+
+    Labels are padded by position, never derived from token ids: with pad == eos (SmolLM2's
+    <|im_end|>, Phi-3) `labels[input_ids == pad_id] = -100` would also mask the end-of-turn token
+    the model must learn, and it would never learn to stop (seed 002's warning)."""
+    if not examples:
+        raise ValueError("cannot collate an empty batch")
+    lengths = [len(e["input_ids"]) for e in examples]
+    for i, e in enumerate(examples):
+        if len(e["labels"]) != lengths[i]:
+            raise ValueError(f"example {i} has {lengths[i]} input_ids but {len(e['labels'])} labels")
+    width = max(lengths)
+    if pad_to_multiple_of:
+        width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
+
+    input_ids = torch.full((len(examples), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    for row, (example, n) in enumerate(zip(examples, lengths)):
+        input_ids[row, :n] = torch.as_tensor(example["input_ids"], dtype=torch.long)
+        attention_mask[row, :n] = 1
+        labels[row, :n] = torch.as_tensor(example["labels"], dtype=torch.long)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def batch_order(
+    lengths: list[int], batch_size: int, *, seed: int, epoch: int, group_by_length: bool
+) -> list[list[int]]:
+    """Index batches for one epoch, a function of (seed, epoch) alone, so a resumed run recomputes
+    the same order and skips exactly the batches it already trained on.
+
+    group_by_length: shuffle, cut into windows of MEGA_BATCH_FACTOR batches, sort each window by
+    length, cut it into batches, shuffle the batch order: batches hold similar lengths, so less
+    padding. The batch holding the longest example goes first, so the step with the peak memory
+    comes at the start of the run, not hours into it. The one short batch (len % batch_size) is kept."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    # A string seed is hashed with SHA-512 by `random`: stable across processes and Python runs.
+    rng = random.Random(f"batch_order:{seed}:{epoch}")
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    if not group_by_length:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+    window = MEGA_BATCH_FACTOR * batch_size
+    batches = []
+    for w in range(0, len(order), window):
+        by_length = sorted(order[w : w + window], key=lambda i: lengths[i], reverse=True)
+        batches += [by_length[i : i + batch_size] for i in range(0, len(by_length), batch_size)]
+    rng.shuffle(batches)
+    if not batches:
+        return []
+    longest = max(range(len(batches)), key=lambda b: max(lengths[i] for i in batches[b]))
+    batches.insert(0, batches.pop(longest))
+    return batches
