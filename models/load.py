@@ -1,0 +1,146 @@
+"""Load a model by spec, in one of three fine-tuning modes, ready for the training loop.
+
+spec:  "smollm2-135m-instruct"  the bundled model (default)
+       "arch:<preset>"          random init at a real architecture's shape (models/presets.py)
+       a local directory        any Hugging Face checkpoint (config.json + weights)
+       "<owner>/<name>"         a hub id: from_pretrained as usual, so only if the HF cache has it
+peft:  "qlora"  weights to 4-bit (models/quantize.py) + LoRA
+       "lora"   frozen base in the compute dtype + LoRA
+       "full"   no adapters, every weight trainable, in the compute dtype
+
+What stays in which dtype (qlora/lora), and why. peft's prepare_model_for_kbit_training upcasts every
+non-4-bit parameter (embeddings, norms, lm_head) to fp32; we do not:
+- frozen embeddings, norms and lm_head stay in the compute dtype: nothing updates them, RMSNorm and
+  LayerNorm already normalise in fp32 internally in transformers, and the engine computes the loss
+  from the logits in fp32;
+- LoRA A/B (the only trainable tensors) are fp32, see models/lora.py.
+Measured with parameter_bytes on arch:llama-3.2-1b, qlora, nf4 + double quant, LoRA r=16 on all 7
+projections, compute dtype bf16, on CPU (tests/test_models.py re-derives the frozen part on meta):
+    frozen non-4-bit weights + buffers, bf16 (ours):       525,472,000 B =  501.1 MiB
+    the same upcast to fp32 (prepare_model_for_kbit_...): 1,050,943,744 B = 1002.3 MiB
+    4-bit weights + quantisation state (either way):        502,103,488 B =  478.8 MiB
+    LoRA A/B, fp32 (either way):                             45,088,768 B =   43.0 MiB
+The upcast adds 501 MiB, more than all the 4-bit weights together (479 MiB): Llama-3.2-1B's
+embedding (128256 x 2048, tied to lm_head) alone is 262.7M parameters, 21% of the model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import transformers
+from torch import nn
+
+from models.bundled import bundled_model_dir
+from models.lora import apply_lora, default_target_modules
+from models.presets import PRESETS, preset_config
+from models.quantize import QUANT_TYPES, quantize_to_4bit
+
+BUNDLED_SPEC = "smollm2-135m-instruct"
+ARCH_PREFIX = "arch:"
+PEFT_MODES = ("qlora", "lora", "full")
+
+
+def is_random_init(spec: str) -> bool:
+    """True for "arch:<preset>" specs, whose weights are random (loss curves mean nothing there)."""
+    return spec.startswith(ARCH_PREFIX)
+
+
+def _preset_name(spec: str) -> str:
+    name = spec[len(ARCH_PREFIX):]
+    if name not in PRESETS:
+        raise ValueError(f"unknown architecture preset {name!r} in --model {spec!r}; "
+                         f"known: {', '.join(ARCH_PREFIX + p for p in PRESETS)}")
+    return name
+
+
+def _checkpoint(spec: str) -> str:
+    """Directory or hub id to hand to from_pretrained, for every spec except arch: presets."""
+    if spec == BUNDLED_SPEC:
+        return str(bundled_model_dir())
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"model directory {spec!r} has no config.json")
+        return str(path)
+    parts = spec.split("/")
+    looks_like_hub_id = (len(parts) == 2 and all(parts) and not spec.startswith((".", "~"))
+                         and not path.exists())
+    if not looks_like_hub_id:
+        raise ValueError(f"--model {spec!r} is neither {BUNDLED_SPEC!r}, an arch:<preset>, an existing "
+                         f"model directory nor a hub id of the form owner/name")
+    return spec
+
+
+def _from_pretrained(cls, name: str, **kwargs):
+    try:
+        return cls.from_pretrained(name, **kwargs)
+    except OSError as error:  # hub id not in the local HF cache, no network, gated repo, ...
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"cannot load {name!r}: {first_line}") from error
+
+
+def load_tokenizer(spec: str):
+    """The tokenizer for `spec`: the bundled SmolLM2 one (ChatML, pad == eos == <|im_end|>) for the
+    bundled model and for every arch: preset, the checkpoint's own otherwise."""
+    if is_random_init(spec):
+        _preset_name(spec)  # reject unknown presets here too
+        return transformers.AutoTokenizer.from_pretrained(bundled_model_dir())
+    return _from_pretrained(transformers.AutoTokenizer, _checkpoint(spec))
+
+
+def _build_base(spec: str, compute_dtype: torch.dtype, device: torch.device, on_device: bool) -> nn.Module:
+    """The float model in `compute_dtype`: on `device` if on_device, else on CPU (quantised later,
+    layer by layer, straight onto the device)."""
+    if is_random_init(spec):
+        config = preset_config(_preset_name(spec))
+        # Built where it will live, in the final dtype: no fp32 copy on CPU first (8B: 16 GB, not 32 GB).
+        with torch.device(device if on_device else "cpu"):
+            return transformers.AutoModelForCausalLM.from_config(config, dtype=compute_dtype)
+    model = _from_pretrained(transformers.AutoModelForCausalLM, _checkpoint(spec), dtype=compute_dtype)
+    return model.to(device) if on_device else model
+
+
+def load_model(
+    spec: str,
+    *,
+    peft: str,
+    quant: str = "nf4",
+    double_quant: bool = True,
+    compute_dtype: torch.dtype,
+    lora_r: int = 16,
+    lora_alpha: int = 32,
+    lora_dropout: float = 0.0,
+    target_modules: list[str] | None = None,
+    device: torch.device,
+    seed: int = 0,
+) -> nn.Module:
+    """The model of `spec` on `device`, in train() mode with use_cache off; a PeftModel for qlora/lora."""
+    if peft not in PEFT_MODES:
+        raise ValueError(f"unknown fine-tuning mode {peft!r}; choose one of {', '.join(PEFT_MODES)}")
+    if quant not in QUANT_TYPES:
+        raise ValueError(f"unknown quant type {quant!r}; choose one of {', '.join(QUANT_TYPES)}")
+    device = torch.device(device)
+    torch.manual_seed(seed)  # random init (arch:) and LoRA A init are both drawn from this
+
+    # For qlora a GPU-resident preset is created on the GPU and quantised there; a checkpoint is read
+    # to CPU and each Linear is quantised as it moves to the GPU, so the float model never sits there.
+    model = _build_base(spec, compute_dtype, device, on_device=not (peft == "qlora" and not is_random_init(spec)))
+    if peft == "qlora":
+        quantize_to_4bit(model, quant_type=quant, double_quant=double_quant,
+                         compute_dtype=compute_dtype, device=device)
+        model.to(device)  # what is left in float: embeddings, norms, lm_head, buffers
+
+    if peft == "full":
+        for param in model.parameters():
+            param.requires_grad_(True)
+    else:
+        for param in model.parameters():
+            param.requires_grad_(False)
+        targets = target_modules if target_modules is not None else default_target_modules(model)
+        model = apply_lora(model, r=lora_r, alpha=lora_alpha, dropout=lora_dropout, target_modules=targets)
+
+    model.config.use_cache = False  # no KV cache while training: it is memory for nothing
+    model.train()
+    return model
