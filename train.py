@@ -3,6 +3,7 @@
     python train.py --accum 4 --ckpt                  # bundled SmolLM2-135M-Instruct, QLoRA, CPU or GPU
     python train.py --model arch:tiny --accum 4 --ckpt   # seconds: a random-init tiny Llama
     python train.py --help                            # every option
+    torchrun --nproc-per-node 2 train.py --accum 2    # data parallel (DDP) over 2 GPUs or CPU processes
 
 The story, in dependency order: config -> model -> data -> optimizer -> engine.loop.train -> save.
 """
@@ -21,6 +22,7 @@ import torch
 
 from engine.checkpoint import TrainState, checkpoint_config, find_checkpoint, load_checkpoint, save_adapter
 from engine.config import ConfigError, TrainConfig, parse_config
+from engine.distributed import LaunchError, init_distributed, launch_environment, shutdown
 from engine.io import atomic_write_json, atomic_write_text
 from engine.loop import TrainData, total_optimizer_steps, train
 from engine.memory import format_bytes, tracked_total
@@ -62,7 +64,11 @@ class RunResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    run(parse_config(argv, description=__doc__.split("\n")[0]))
+    cfg = parse_config(argv, description=__doc__.split("\n")[0])
+    try:
+        run(cfg)
+    finally:
+        shutdown(launch_environment())
     return 0
 
 
@@ -75,7 +81,10 @@ def run(cfg: TrainConfig) -> RunResult:
         saved = checkpoint_config(resume_from)
         saved.update(resume=cfg.resume, out=cfg.out or saved["out"])
         cfg = TrainConfig(**saved)
-    device = resolve_device(cfg.device)
+    # Under torchrun every rank runs this same script; rank 0 alone prints and writes.
+    dist_env = launch_environment()
+    device = init_distributed(dist_env, resolve_device(cfg.device), cfg.dist_timeout)
+    say = print if dist_env.is_main else (lambda *args, **kwargs: None)
     if cfg.memory_snapshot and device.type != "cuda":
         raise ConfigError("--memory-snapshot records the CUDA allocator: it needs a CUDA device")
     compute_dtype = resolve_compute_dtype(cfg.compute_dtype, device)
@@ -85,7 +94,8 @@ def run(cfg: TrainConfig) -> RunResult:
         raise ConfigError(f"{run_dir} already holds a run: pick another --out, or --resume {run_dir}")
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    print(f"device {device} | compute dtype {str(compute_dtype).removeprefix('torch.')} | run dir {run_dir}")
+    say(f"world size {dist_env.world_size} | " if dist_env.enabled else "", end="")
+    say(f"device {device} | compute dtype {str(compute_dtype).removeprefix('torch.')} | run dir {run_dir}")
 
     # ------------------------------------------------------------------------------------------
     # Model: load (and for qlora quantise to 4-bit), then wrap with LoRA. Memory at load is what the
@@ -99,9 +109,9 @@ def run(cfg: TrainConfig) -> RunResult:
                        lora_dropout=cfg.lora_dropout, target_modules=cfg.target_modules, device=device,
                        seed=cfg.seed)
     is_peft = cfg.peft != "full"
-    print(format_model_report(model))
+    say(format_model_report(model))
     if device.type == "cuda":
-        print(f"CUDA memory allocated at load: {format_bytes(torch.cuda.memory_allocated(device))}")
+        say(f"CUDA memory allocated at load: {format_bytes(torch.cuda.memory_allocated(device))}")
 
     # ------------------------------------------------------------------------------------------
     # Data: every format becomes chat messages, rendered with the model's own chat template; only the
@@ -123,23 +133,29 @@ def run(cfg: TrainConfig) -> RunResult:
     if not input_ids:
         raise ConfigError(f"no training example fits --max-length {cfg.max_length}")
     if is_random_init(cfg.model) and max(max(ids) for ids in input_ids) >= vocab_size:
-        print(f"note: {cfg.model} has a {vocab_size}-token vocabulary, smaller than the tokenizer's: "
+        say(f"note: {cfg.model} has a {vocab_size}-token vocabulary, smaller than the tokenizer's: "
               f"token ids are folded modulo {vocab_size} (random weights: memory and speed are unaffected)")
         input_ids, labels = fold_token_ids(input_ids, labels, vocab_size)
     data = TrainData(input_ids=input_ids, labels=labels, pad_token_id=tokenizer.pad_token_id)
     lengths = data.lengths
-    print(f"data {cfg.data} [{cfg.split}]: {len(lengths)} examples, {num_dropped} dropped "
+    say(f"data {cfg.data} [{cfg.split}]: {len(lengths)} examples, {num_dropped} dropped "
           f"(longer than --max-length {cfg.max_length}); tokens per example mean {sum(lengths) / len(lengths):.0f}, "
           f"max {max(lengths)}; label tokens mean {sum(sum(1 for t in y if t != -100) for y in labels) / len(labels):.1f}")
 
     # ------------------------------------------------------------------------------------------
     # Derived numbers (what Trainer computes silently at the top of `_inner_training_loop`).
-    total_steps = total_optimizer_steps(cfg, len(lengths))
+    global_batch = cfg.batch_size * dist_env.world_size
+    if dist_env.enabled and 0 < len(lengths) % global_batch < dist_env.world_size:
+        raise LaunchError(f"{len(lengths)} examples in global batches of {global_batch} leave a last batch of "
+                          f"{len(lengths) % global_batch}, fewer than the {dist_env.world_size} ranks: "
+                          f"change --batch-size or the number of ranks")
+    total_steps = total_optimizer_steps(cfg, len(lengths), dist_env.world_size)
     warmup_steps = cfg.warmup_steps(total_steps)
     mean_length = sum(lengths) / len(lengths)
-    print(f"effective batch {cfg.effective_batch} sequences (batch {cfg.batch_size} x accum {cfg.accum}) | "
-          f"~{cfg.effective_batch * mean_length:.0f} tokens per optimizer step | {total_steps} steps "
-          f"({total_steps * cfg.effective_batch / len(lengths):.2f} epochs) | warmup {warmup_steps} steps | "
+    say(f"effective batch {cfg.effective_batch * dist_env.world_size} sequences (batch {cfg.batch_size} x accum "
+          f"{cfg.accum}{f' x {dist_env.world_size} ranks' if dist_env.enabled else ''}) | "
+          f"~{cfg.effective_batch * dist_env.world_size * mean_length:.0f} tokens per optimizer step | {total_steps} steps "
+          f"({total_steps * cfg.effective_batch * dist_env.world_size / len(lengths):.2f} epochs) | warmup {warmup_steps} steps | "
           f"checkpointing {'on' if cfg.ckpt else 'off'}")
 
     # ------------------------------------------------------------------------------------------
@@ -147,49 +163,61 @@ def run(cfg: TrainConfig) -> RunResult:
     # final (peft-wrapped), because the optimizer holds references to the trainable tensors.
     optim_name, note = resolve_optimizer_name(cfg.optim, device)
     if note:
-        print(note)
+        say(note)
     optimizer = create_optimizer(model, name=optim_name, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = create_scheduler(optimizer, kind=cfg.scheduler, warmup_steps=warmup_steps, total_steps=total_steps)
 
-    start = TrainState()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    start = TrainState(world_size=dist_env.world_size)
     if resume_from:
         start = load_checkpoint(resume_from, model, optimizer, scheduler)
+        if start.world_size != dist_env.world_size:
+            raise LaunchError(f"{resume_from} was saved by {start.world_size} ranks; resume it with the same "
+                              f"number (the data order depends on it), not {dist_env.world_size}")
+    if resume_from and dist_env.is_main:
         metrics_path = run_dir / "metrics.jsonl"  # drop records of steps after the checkpoint
         kept = [line for line in (metrics_path.read_text().splitlines() if metrics_path.exists() else [])
                 if json.loads(line)["step"] <= start.step]
         atomic_write_text(metrics_path, "".join(line + "\n" for line in kept))
-        print(f"resumed from {resume_from} at step {start.step}")
-    atomic_write_json(run_dir / "config.json", cfg.to_dict())
+        say(f"resumed from {resume_from} at step {start.step}")
+    if dist_env.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / "config.json", cfg.to_dict())
 
     # ------------------------------------------------------------------------------------------
     # Train.
     started = time.perf_counter()
     records = train(cfg, model, data, optimizer, scheduler, device=device, run_dir=run_dir, start=start,
-                    total_steps=total_steps, is_peft=is_peft)
+                    total_steps=total_steps, is_peft=is_peft, dist_env=dist_env)
     elapsed = time.perf_counter() - started
 
     # ------------------------------------------------------------------------------------------
     # Save the adapter (PEFT format) and summarise.
-    adapter_dir = save_adapter(model, run_dir / "adapter")
+    adapter_dir = run_dir / "adapter"
+    if dist_env.is_main:
+        save_adapter(model, adapter_dir)
     if records:
         peak = max(records, key=lambda r: tracked_total(r["mem"]))["mem"]
         tokens = sum(r["tokens"] for r in records)
-        print(f"done: {len(records)} steps in {elapsed:.0f} s, {tokens / elapsed:.0f} tokens/s | "
+        say(f"done: {len(records)} steps in {elapsed:.0f} s, {tokens / elapsed:.0f} tokens/s | "
               f"loss {records[0]['loss']:.4f} -> {records[-1]['loss']:.4f}")
-        print("memory at the largest step: " + ", ".join(
+        say("memory at the largest step: " + ", ".join(
             f"{k} {format_bytes(peak[k])}" for k in ("params_4bit", "params_frozen", "params_trainable",
                                                     "grads", "optimizer", "optimizer_paged", "activations",
                                                     "peak_allocated", "reserved")))
-    print(f"adapter: {adapter_dir} | metrics: {run_dir / 'metrics.jsonl'}")
+    say(f"adapter: {adapter_dir} | metrics: {run_dir / 'metrics.jsonl'}")
     if cfg.max_steps > 0:
-        print(f"train longer with --max-steps N (this run: {cfg.max_steps}), or --max-steps -1 --epochs 1 for a full epoch")
+        say(f"train longer with --max-steps N (this run: {cfg.max_steps}), or --max-steps -1 --epochs 1 for a full epoch")
     return RunResult(model=model, records=records, run_dir=run_dir)
 
 
 if __name__ == "__main__":
     try:
-        sys.exit(main())
+        status = main()
     except (ConfigError, ValueError, FileNotFoundError) as error:  # bad input: one line, exit 2
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        status = 2
+    except torch.distributed.DistError as error:  # a peer rank crashed, hung or was killed
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"error: rank {launch_environment().rank}: lost the other ranks ({first_line})", file=sys.stderr)
+        status = 1
+    sys.exit(status)

@@ -29,7 +29,8 @@ class TrainState:
 
     step: int = 0
     epoch: int = 0
-    batch_in_epoch: int = 0
+    batch_in_epoch: int = 0  # in units of global batches (batch_size x world_size)
+    world_size: int = 1      # the data order depends on it: resume with the same number of ranks
 
 
 def trainable_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -103,6 +103,9 @@ class TrainConfig:
     """Write checkpoint-N/ every N optimizer steps (0: only the final adapter)."""
     resume: Optional[str] = None
     """Resume from a checkpoint-N directory, or from the latest checkpoint of a run directory."""
+    dist_timeout: float = 300.0
+    """Under torchrun: seconds a collective waits for the other ranks before the run fails with an error
+    (a crashed or hung rank must not leave the others waiting forever)."""
     memory_snapshot: Optional[str] = None
     """CUDA only: record the allocator's history over the first 3 optimizer steps and write a snapshot
     to this path (a .pickle that https://pytorch.org/memory_viz opens)."""
@@ -133,6 +136,7 @@ class TrainConfig:
         need(0 <= self.lora_dropout < 1, f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
         need(self.log_every >= 1, f"--log-every must be >= 1, got {self.log_every}")
         need(self.save_every >= 0, f"--save-every must be >= 0, got {self.save_every}")
+        need(self.dist_timeout > 0, f"--dist-timeout must be > 0, got {self.dist_timeout}")
         need(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
              f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 

@@ -39,3 +39,18 @@ def loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor], *, label_on
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # [B, T, V]
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
                            ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+class CausalLMLoss(torch.nn.Module):
+    """The model and its loss as one module whose forward returns the loss sum.
+
+    This is the unit DistributedDataParallel wraps: DDP arms its gradient all-reduce in its own
+    forward, so the whole computation (body, head, loss) must run inside one `forward` call."""
+
+    def __init__(self, model: torch.nn.Module, *, label_only: bool):
+        super().__init__()
+        self.model, self.label_only = model, label_only
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        return loss_sum(self.model, batch, label_only=self.label_only)
