@@ -116,14 +116,14 @@ def run(cfg: TrainConfig) -> RunResult:
     # ------------------------------------------------------------------------------------------
     # Data: every format becomes chat messages, rendered with the model's own chat template; only the
     # answer and its end-of-turn token carry labels, the rest is -100.
-    from data.dummy import dummy_examples, parse_dummy_spec
     from data.formats import load_examples
     from data.tokenize import tokenize_dataset
 
     vocab_size = model.get_input_embeddings().num_embeddings
-    dummy_seq_len = parse_dummy_spec(cfg.data)
-    if dummy_seq_len is not None:  # the book's make_dummy_dataset: random ids, every position labelled
-        input_ids, labels = dummy_examples(dummy_seq_len, 64, vocab_size, cfg.seed)  # 64: the book's size
+    if cfg.data.startswith("dummy:"):  # the book's make_dummy_dataset: random ids, every position labelled
+        from data.dummy import dummy_examples, parse_dummy_spec
+
+        input_ids, labels = dummy_examples(parse_dummy_spec(cfg.data), 64, vocab_size, cfg.seed)  # 64: the book's size
         num_dropped = 0
     else:
         examples = load_examples(cfg.data, cfg.split)

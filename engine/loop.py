@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
@@ -102,8 +103,15 @@ def train(cfg: TrainConfig, model: torch.nn.Module, data: TrainData, optimizer: 
     # The module that runs forward + loss. Under torchrun it is wrapped by DDP (Trainer: accelerate's
     # `prepare`), which registers the gradient all-reduce hooks; the optimizer keeps the same tensors.
     loss_module: torch.nn.Module = CausalLMLoss(model, label_only=cfg.loss_on_labels_only)
+    grad_allreduces = [0]  # DDP gradient all-reduce calls (one per bucket) in the current step
     if dist_env.enabled:
         loss_module = DistributedDataParallel(loss_module, device_ids=[device.index] if device.type == "cuda" else None)
+
+        def counting_allreduce(process_group, bucket):  # DDP's default hook, counted
+            grad_allreduces[0] += 1
+            return allreduce_hook(process_group, bucket)
+
+        loss_module.register_comm_hook(None, counting_allreduce)
     trainable = [p for p in model.parameters() if p.requires_grad]
     tracker = MemoryTracker(model, optimizer, device)
     micro_batches_per_epoch = math.ceil(len(data.input_ids) / (cfg.batch_size * dist_env.world_size))
@@ -123,6 +131,7 @@ def train(cfg: TrainConfig, model: torch.nn.Module, data: TrainData, optimizer: 
         epoch, next_batch, window = next(windows)
         step_started = time.perf_counter()
         tracker.start_step()
+        grad_allreduces[0] = 0
 
         # ---- fetch the window (Trainer: `get_batch_samples`) -------------------------------------
         # All micro-batches of the window are built first, because the loss normaliser is the number
@@ -186,7 +195,7 @@ def train(cfg: TrainConfig, model: torch.nn.Module, data: TrainData, optimizer: 
             "mem": mem,
         }
         if dist_env.enabled:  # every rank's components, rank order; `mem` above is rank 0's
-            record.update(world_size=dist_env.world_size, mem_ranks=mem_ranks)
+            record.update(world_size=dist_env.world_size, mem_ranks=mem_ranks, grad_allreduces=grad_allreduces[0])
         records.append(record)
         if metrics_file is not None:
             metrics_file.write(json.dumps(record) + "\n")
