@@ -216,8 +216,15 @@ if __name__ == "__main__":
     except (ConfigError, ValueError, FileNotFoundError) as error:  # bad input: one line, exit 2
         print(f"error: {error}", file=sys.stderr)
         status = 2
-    except torch.distributed.DistError as error:  # a peer rank crashed, hung or was killed
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"error: rank {launch_environment().rank}: lost the other ranks ({first_line})", file=sys.stderr)
+    except RuntimeError as error:
+        # A peer rank crashed, hung or was killed: gloo/NCCL raise from inside a collective. Say so in
+        # one line; any other runtime error keeps its traceback, which is the useful message there.
+        text = str(error).strip()
+        lost_peer = isinstance(error, torch.distributed.DistError) or any(
+            marker in text for marker in ("gloo", "NCCL", "Connection reset", "Connection closed", "timed out"))
+        if not (launch_environment().enabled and lost_peer):
+            raise
+        print(f"error: rank {launch_environment().rank}: lost the other ranks ({text.splitlines()[0][:200]})",
+              file=sys.stderr)
         status = 1
     sys.exit(status)
