@@ -22,6 +22,12 @@ projections, compute dtype bf16, on CPU (tests/test_models.py re-derives the fro
     LoRA A/B, fp32 (either way):                             45,088,768 B =   43.0 MiB
 The upcast adds 501 MiB, more than all the 4-bit weights together (479 MiB): Llama-3.2-1B's
 embedding (128256 x 2048, tied to lm_head) alone is 262.7M parameters, 21% of the model.
+
+On one H100 (torch 2.11, transformers 5.17, bitsandbytes 0.50.2): arch:llama-3.1-8b with qlora is
+built and quantised in 1.1 s and holds 5.52 GiB afterwards (3,434 MiB of 4-bit weights + state,
+2,005 MiB of bf16 embeddings/lm_head/norms, 160 MiB of fp32 LoRA), but the peak while loading is
+15.0 GiB: the whole bf16 model exists on the GPU before its Linears are quantised. Building it on
+the meta device and materialising one decoder block at a time would bring that peak to ~5.6 GiB.
 """
 
 from __future__ import annotations
