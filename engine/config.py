@@ -64,8 +64,9 @@ class TrainConfig:
     """Batch examples of similar length together (less padding, less compute per step)."""
 
     # ---- optimisation -----------------------------------------------------------------------
-    batch_size: int = 4
-    """Micro-batch: sequences per forward/backward pass."""
+    batch_size: int = 1
+    """Micro-batch: sequences per forward/backward pass (1 with --accum 4 is seed 000's set-up; on a GPU,
+    larger micro-batches are much faster: e.g. --batch-size 16 --accum 1)."""
     accum: int = 1
     """Gradient accumulation: micro-batches per optimizer step (effective batch = batch_size x accum)."""
     ckpt: bool = False
