@@ -25,7 +25,7 @@ from data.sqlbench.templates import TEMPLATES, Template
 from engine.io import atomic_directory, atomic_write_json
 from engine.paths import cache_root
 
-VERSION = 1  # bump on any generator change: the cache directory name changes and it rebuilds
+VERSION = 2  # bump on any generator change: the cache directory name changes and it rebuilds
 BENCHMARK_SPLITS = ("train", "test", "heldout")
 TEST_SHARE = 0.1
 # Instances per template and domain. Harder templates get more, because they are the ones a

@@ -33,7 +33,7 @@ def concert_singer() -> Domain:
               num("ticket_price", 20, 180, 5, total=True)),
         table("performance", 220,
               fk("singer_id", "singer", "by"), fk("concert_id", "concert", "in"),
-              num("song_count", 3, 20), link=("singer_id", "concert_id", "that performed in", "featuring")),
+              num("songs_performed", 3, 20), link=("singer_id", "concert_id", "that performed in", "featuring")),
     ))
 
 
@@ -104,7 +104,7 @@ def library() -> Domain:
         table("member", 110,
               pk("member_id"), label("name", person_names()), cat("city", CITIES[::4]),
               num("age", 16, 85), cat("membership_type", ["Standard", "Premium", "Student", "Senior"]),
-              year("join_year", 2005, 2024)),
+              year("registration_year", 2005, 2024)),
         table("loan", 320,
               pk("loan_id"), fk("member_id", "member", "made by"), fk("book_id", "book", "of"),
               year("loan_year", 2019, 2024), num("days", 3, 60),

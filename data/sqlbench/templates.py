@@ -145,9 +145,9 @@ TEMPLATES: tuple[Template, ...] = (
       "List the {cLp} of {cpl} {rel} the {psg} {pv}.", "Find the {cLp} of all {cpl} {rel} the {psg} named {pv}.",
       "Show the {cLp} of the {cpl} {rel} the {psg} whose {pLp} is {pv}."),
     T("join_parent_filter", "medium", S.child_equalities,  # (2, 0, 0)
-      "SELECT DISTINCT T1.{pL} FROM JOIN_PC WHERE T2.{cc} = {vs}",
-      "List the {pLp} of {ppl} that have {cone} whose {ccp} is {v}.",
-      "Which {ppl} have at least one {csg} with {ccp} {v}? Give their {pLp}.",
+      "SELECT DISTINCT T1.{pL} FROM JOIN_PC WHERE T2.{cc} = {vs}",  # "distinct": the only cue for DISTINCT
+      "List the distinct {pLp} of {ppl} that have {cone} whose {ccp} is {v}.",
+      "Show the distinct {pLp} of the {ppl} with at least one {csg} whose {ccp} is {v}.",
       "Find the distinct {pLp} of {ppl} with {cone} whose {ccp} is {v}."),
     T("join_pair", "medium", S.labelled_relations,  # (1, 0, 1)
       "SELECT T1.{cL}, T2.{pL} FROM JOIN_CP",
