@@ -1,0 +1,117 @@
+"""Memory figures (matplotlib, Agg backend: no display needed).
+
+    components_figure(rows, path)   stacked bars per sweep configuration: measured next to predicted
+    timeline_figure(run_dir, path)  one run, per optimizer step: stacked components, with the CUDA
+                                    allocator's peak and reserved bytes drawn over them
+    python -m engine.plots RUN_DIR [--out timeline.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from engine.io import atomic_write_bytes  # noqa: E402
+
+GIB = 1024**3
+# What the bars stack, bottom to top: the book's four kinds of memory (seed 003, "GPU 메모리 분석하기").
+STACK = (("parameters", ("params_4bit", "params_frozen", "params_trainable"), "#4c72b0"),
+         ("gradients", ("grads",), "#dd8452"),
+         ("optimizer", ("optimizer",), "#55a868"),
+         ("activations", ("activations",), "#c44e52"))
+
+
+def _save(fig, path: Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def _stack_values(mem: dict) -> list[float]:
+    return [sum(mem.get(k) or 0 for k in keys) / GIB for _, keys, _ in STACK]
+
+
+def components_figure(rows: list[dict], path: Path, title: str = "memory per configuration") -> Path:
+    """rows: {"name", "status", "predicted": mem-like dict, "measured": mem-like dict or None,
+    "measured_peak": bytes or None}. Failed configurations get an empty slot with their status."""
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(rows) + 2), 4.8))
+    width = 0.38
+    peak_labelled = False
+    for i, row in enumerate(rows):
+        for offset, key, hatch in ((-width / 2, "measured", None), (width / 2, "predicted", "//")):
+            mem = row.get(key)
+            if not mem:
+                continue
+            bottom = 0.0
+            for (label, _, color), value in zip(STACK, _stack_values(mem)):
+                ax.bar(i + offset, value, width, bottom=bottom, color=color, hatch=hatch, edgecolor="white",
+                       label=label if (i == 0 and key == "measured") else None)
+                bottom += value
+        if row.get("measured_peak") and row.get("predicted"):  # CUDA run: compare the allocator peaks
+            ax.plot([i, i + width], [row["predicted"]["peak_allocated"] / GIB] * 2, color="black", lw=2, ls="--",
+                    label=None if peak_labelled else "predicted peak allocated")
+        if row.get("measured_peak"):
+            ax.plot([i - width, i], [row["measured_peak"] / GIB] * 2, color="black", lw=2,
+                    label=None if peak_labelled else "CUDA peak allocated")
+            peak_labelled = True
+        if row.get("status", "ok") != "ok":
+            ax.text(i - width / 2, 0, row["status"][:18], rotation=90, ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(rows)), [r["name"] for r in rows], rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("GiB")
+    ax.set_title(f"{title} (left: measured, right hatched: predicted)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} has no metrics.jsonl")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def timeline_figure(run_dir: Path, path: Path | None = None) -> Path:
+    """Per-step stacked area of one run's components, with peak_allocated and reserved (CUDA) on top."""
+    records = read_metrics(run_dir)
+    if not records:
+        raise ValueError(f"{run_dir}/metrics.jsonl holds no step")
+    steps = [r["step"] for r in records]
+    series = list(zip(*(_stack_values(r["mem"]) for r in records)))
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.stackplot(steps, *series, labels=[label for label, _, _ in STACK], colors=[c for _, _, c in STACK], alpha=0.85)
+    for key, style in (("peak_allocated", "-"), ("reserved", "--")):
+        values = [r["mem"].get(key) for r in records]
+        if any(v is not None for v in values):
+            ax.plot(steps, [(v or 0) / GIB for v in values], "k" + style, lw=1.5, label=f"CUDA {key}")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("GiB")
+    ax.set_title(f"{Path(run_dir).name}: memory per step")
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, Path(path) if path else Path(run_dir) / "timeline.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine.plots", description="Draw one run's memory timeline.")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--out", type=Path, default=None, help="PNG path (default: RUN_DIR/timeline.png)")
+    args = parser.parse_args(argv)
+    print(timeline_figure(args.run_dir, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,637 @@
+"""Predict where a training step's memory goes, from the model's config alone: no weights, no GPU.
+
+    python -m engine.predict --model arch:llama-3.2-1b --peft qlora --batch-size 4 --seq-len 512 --ckpt --budget 24GiB
+
+prints one row per component, "fits / does not fit in 24 GiB" and the largest batch size that fits.
+The keys are those of the engine's per-step `mem` record (engine/memory.py), so a prediction can be
+checked against a run component by component (engine/sweep.py does). All numbers are bytes; n is a
+tensor's element count, E the compute dtype's bytes per element (bf16/fp16 2, fp32 4), r the LoRA rank.
+
+Parameters (exact: tests/test_predict.py compares them byte for byte with real quantised models).
+The model is built on the meta device (shapes, no memory) and every tensor is counted as
+models/load.py would leave it:
+  params_4bit       every nn.Linear except lm_head becomes a bnb Linear4bit (models/quantize.py):
+                      packed codes ceil(n/2)  +  NF4/FP4 table 16 x 4  +  absmax per 64-value block:
+                      plain        fp32: ceil(n/64) x 4
+                      double quant uint8: ceil(n/64)  +  nested fp32 absmax ceil(ceil(n/64)/256) x 4
+                                   +  offset 4  +  nested 256-entry fp32 code book 1024
+                    (bitsandbytes 0.50 gives every layer its own copies of both code books)
+  params_frozen     every other parameter at its dtype (embeddings, norms, biases, lm_head; tied
+                    embeddings once) + buffers (rotary inv_freq tables, fp32)
+  params_trainable  LoRA: r x (in + out) x 4 per adapted layer (A and B are fp32, models/lora.py);
+                    full: every parameter, in the compute dtype
+  grads             one gradient per trainable parameter, in the parameter's dtype = params_trainable
+  optimizer         per trainable tensor of n elements:
+                      adamw (torch)     2 x n x (parameter bytes) + 4 (its fp32 `step` tensor)
+                      adamw_8bit        n >= 4096: 2 x n (uint8 moments) + 2 x 4 x ceil(n/256) (absmax)
+                                        n <  4096: 2 x 4 x n (fp32 moments, bnb's min_8bit_size)
+                                        + 2 x 256 x 4 once: the two shared quantisation maps
+                      paged_adamw       2 x 4 x n (bnb keeps 32-bit state in fp32 whatever the weights)
+                    (bitsandbytes keeps its step counter as a Python int: no tensor)
+  optimizer_paged   paged_* on CUDA: the moments of tensors with n >= 1e5 are allocated in unified
+                    memory (bnb Optimizer8bit.get_state_buffer); absmax and maps are not. On CPU the
+                    engine runs the unpaged variant (engine/optim.py), so this is 0 there.
+
+Activations: what autograd saves in one micro-batch's forward, as engine.memory.ActivationCounter
+counts it (by storage, parameters excluded). Each architecture's layer is replayed symbolically, op by
+op (`_llama_layer`, `_neox_layer`): an op saves a tensor only when the backward needs it for an input
+that requires grad, exactly PyTorch's rule. Per token of one layer (Llama, LoRA on all 7 projections,
+no dropout; calibrated on CPU, where the prediction equals the count exactly, see the tests):
+  RMSNorm x2        fp32 copy of the input 4h + 1/rms 4              (not in layer 0 with a frozen embedding)
+  projections       LoRA: the adapter input, 4h per adapted layer when E = 2 (peft casts x to the
+                    adapters' fp32: one copy each), shared with the model's tensor when E = 4;
+                    A x: 4r each. A 4-bit or frozen base weight saves nothing (bnb keeps only the
+                    packed weight; no weight gradient is needed). full: the input of every Linear, E x in
+  attention (SDPA)  q, k, v, output  E x (2 x heads + 2 x kv_heads) x head_dim + logsumexp 4 x heads
+                    (flash/CPU kernels keep k, v at kv_heads width: transformers passes enable_gqa when
+                    there is no padding mask; with padding k and v are repeated to all heads first)
+  MLP (SiLU-gated)  gate, silu(gate), up: 3 x E x I, + the down_proj input E x I when it is saved
+  rotary tables     cos and sin, once per forward: 2 x T x head_dim x E
+GPT-NeoX (polyglot) differs: LayerNorm keeps x, mean, rstd (E x h + 8; the two norms of a parallel-
+residual layer share x); fused query_key_value output 3h is kept whole because v is a view of it;
+rotary on rotary_pct of each head; a contiguous copy of the attention output E x h feeds `dense`;
+GELU keeps its input E x I.
+With --ckpt (non-reentrant checkpointing) a layer keeps only its input, E x h per token (layer 0 too),
+and the rotary tables are held by the recomputation closure, outside the count.
+Loss (engine/loss.py), N = label tokens in the micro-batch (default B x (T-1): dummy data labels all):
+  label-only        bool mask B x (T-1) + fp32 log-probabilities N x V x 4 + targets N x 8 + 4
+                    (full: + the gathered head input N x h x E)
+  full logits       fp32 log-probabilities B(T-1) x V x 4 + targets B(T-1) x 8 + 4
+                    (full: + the head input B x T x h x E)
+Full fine-tuning also keeps the input ids (8 per token) for the embedding gradient.
+
+peak_allocated: torch.cuda.max_memory_allocated() over a step, predicted as the larger of
+  backward  weights + optimizer state on the GPU + the micro-batches of the window (3 x B x T x 8 x accum)
+            + activations + gradients alive in backward (LoRA: all of them; full: max(activations +
+            embedding/head gradients, all gradients) - activations, since layers free their saved
+            tensors as their gradients appear) + transients:
+              loss      8 x N x V            (fp32 gradient of the log-probabilities and of the logits)
+              layer     T x B x (3I + 2h) x E (one layer's backward: gradients of the MLP intermediates
+                                              and of the residual stream)
+              4-bit     E x n of the largest quantised weight (dequantised for each matmul)
+              ckpt      one layer's activations, recomputed for its backward
+  step      weights + gradients + optimizer state + torch AdamW's foreach temporary (sqrt of the second
+            moment: one more n x parameter bytes); bnb optimizers update in place
+The state on the GPU excludes paged state (unified memory is outside PyTorch's allocator) and torch
+AdamW's `step` tensors (they live on the CPU). Not modelled: the CUDA context and cuBLAS workspaces, and
+the allocator's rounding to 512-byte blocks and fragmentation (`reserved` sits above this peak).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+
+import torch
+import transformers
+from torch import nn
+
+GIB = 1024**3
+MEMORY_COMPONENTS = ("params_4bit", "params_frozen", "params_trainable", "grads", "optimizer",
+                     "optimizer_paged", "activations")
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+OPTIMIZERS = ("paged_adamw_8bit", "adamw_8bit", "paged_adamw", "adamw")
+PEFT_MODES = ("qlora", "lora", "full")
+
+QUANT_BLOCK = 64            # bnb Params4bit blocksize: one absmax per 64 weights
+NESTED_BLOCK = 256          # double quantisation: one fp32 absmax per 256 absmax values
+FOUR_BIT_CODE_BYTES = 16 * 4       # NF4/FP4 lookup table, fp32
+NESTED_CODE_BYTES = 256 * 4        # bnb dynamic 8-bit map for the nested absmax, fp32
+OFFSET_BYTES = 4                   # fp32 mean of the absmax values (double quant)
+MIN_8BIT_SIZE = 4096               # bnb: smaller tensors keep 32-bit Adam state
+STATE_BLOCK = 256                  # bnb 8-bit Adam: one fp32 absmax per 256 state values
+QMAP_BYTES = 2 * 256 * 4           # bnb 8-bit Adam: signed + unsigned dynamic maps, shared
+PAGED_MIN_NUMEL = 100_000          # bnb get_state_buffer pages tensors with >= 1e5 elements
+TORCH_STEP_BYTES = 4               # torch AdamW: one fp32 scalar `step` per parameter tensor (on CPU)
+QUANT_SKIP = ("lm_head",)          # models/quantize.py leaves the output layer in the compute dtype
+
+
+# ---- parameters ---------------------------------------------------------------------------------
+
+def quantized_weight_bytes(n: int, double_quant: bool) -> int:
+    """Bytes of one bnb 4-bit weight of n values: packed codes + quantisation state (see module doc)."""
+    blocks = math.ceil(n / QUANT_BLOCK)
+    packed = math.ceil(n / 2)
+    if not double_quant:
+        return packed + blocks * 4 + FOUR_BIT_CODE_BYTES
+    nested_absmax = math.ceil(blocks / NESTED_BLOCK) * 4
+    return packed + blocks + nested_absmax + OFFSET_BYTES + NESTED_CODE_BYTES + FOUR_BIT_CODE_BYTES
+
+
+def dtype_bytes(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
+
+
+def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"compute dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype]
+
+
+def meta_model(model_config: transformers.PretrainedConfig, compute_dtype: torch.dtype) -> nn.Module:
+    """The model with every tensor on the meta device: real shapes and dtypes, no memory, ~0.1 s for 8B."""
+    with torch.device("meta"):
+        return transformers.AutoModelForCausalLM.from_config(model_config, dtype=compute_dtype)
+
+
+@dataclass(frozen=True)
+class LinearLayer:
+    name: str
+    leaf: str
+    in_features: int
+    out_features: int
+
+
+def _is_skipped(name: str) -> bool:
+    return any(name == s or name.endswith("." + s) for s in QUANT_SKIP)
+
+
+def linear_layers(model: nn.Module) -> list[LinearLayer]:
+    return [LinearLayer(name, name.rsplit(".", 1)[-1], m.in_features, m.out_features)
+            for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+
+
+def resolve_targets(model: nn.Module, target_modules: list[str] | None) -> list[str]:
+    """LoRA targets as models/lora.py resolves them (default: every linear leaf name in the decoder)."""
+    from models.lora import default_target_modules
+
+    targets = list(target_modules) if target_modules is not None else default_target_modules(model)
+    leaves = {layer.leaf for layer in linear_layers(model)}
+    unknown = [t for t in targets if t not in leaves]
+    if unknown or not targets:
+        raise ValueError(f"LoRA target module(s) {', '.join(unknown) or '(none given)'} match no linear layer "
+                         f"of this model; available: {', '.join(default_target_modules(model))}")
+    return targets
+
+
+@dataclass
+class ParameterPrediction:
+    bytes: dict[str, int]
+    trainable: list[tuple[int, int]]  # (numel, bytes per element) of every trainable tensor
+    largest_4bit: int                 # elements of the largest quantised weight
+    outside_layers_trainable: int     # trainable bytes outside the decoder blocks (embeddings, head, final norm)
+
+
+def predict_parameters(model: nn.Module, *, peft: str, double_quant: bool, lora_r: int,
+                       targets: list[str]) -> ParameterPrediction:
+    quantized = {layer.name for layer in linear_layers(model) if peft == "qlora" and not _is_skipped(layer.name)}
+    quantized_weights = {id(model.get_submodule(name).weight) for name in quantized}
+    out = {"params_4bit": 0, "params_frozen": 0, "params_trainable": 0}
+    trainable: list[tuple[int, int]] = []
+    outside = 0
+    largest = 0
+    for name in quantized:
+        n = model.get_submodule(name).weight.numel()
+        out["params_4bit"] += quantized_weight_bytes(n, double_quant)
+        largest = max(largest, n)
+    for name, param in model.named_parameters():  # a tied weight is one Parameter: yielded once
+        if id(param) in quantized_weights:
+            continue
+        nbytes = param.numel() * param.element_size()
+        if peft == "full":
+            out["params_trainable"] += nbytes
+            trainable.append((param.numel(), param.element_size()))
+            if not any(part.isdigit() for part in name.split(".")):  # not inside a numbered decoder block
+                outside += nbytes
+        else:
+            out["params_frozen"] += nbytes
+    seen = set()
+    for buffer in model.buffers():
+        if id(buffer) not in seen:
+            seen.add(id(buffer))
+            out["params_frozen"] += buffer.numel() * buffer.element_size()
+    if peft != "full":
+        for layer in linear_layers(model):
+            if layer.leaf in targets:
+                a, b = lora_r * layer.in_features, layer.out_features * lora_r  # A: r x in, B: out x r
+                out["params_trainable"] += 4 * (a + b)
+                trainable += [(a, 4), (b, 4)]
+    return ParameterPrediction(out, trainable, largest, outside)
+
+
+def resolve_optimizer(optim: str, device: str) -> str:
+    from engine.optim import resolve_optimizer_name
+
+    if optim not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optim!r}")
+    return resolve_optimizer_name(optim, torch.device(device))[0]
+
+
+def predict_optimizer(trainable: list[tuple[int, int]], optim: str) -> tuple[int, int, int]:
+    """(state bytes, paged bytes, bytes on the CPU) for an already resolved optimizer name."""
+    total = paged = on_cpu = 0
+    if optim == "adamw":
+        for n, elem in trainable:
+            total += 2 * n * elem + TORCH_STEP_BYTES
+            on_cpu += TORCH_STEP_BYTES
+        return total, 0, on_cpu
+    any_8bit = False
+    for n, elem in trainable:
+        if optim.endswith("8bit") and n >= MIN_8BIT_SIZE:
+            moments, absmax = 2 * n, 2 * 4 * math.ceil(n / STATE_BLOCK)
+            any_8bit = True
+        else:
+            moments, absmax = 2 * 4 * n, 0
+        total += moments + absmax
+        if optim.startswith("paged") and n >= PAGED_MIN_NUMEL:
+            paged += moments
+    if any_8bit:
+        total += QMAP_BYTES
+    return total, paged, on_cpu
+
+
+# ---- activations: a symbolic replay of the forward --------------------------------------------
+
+@dataclass(eq=False)
+class _Tensor:
+    """A tensor of the replay: bytes per token, and whether autograd tracks it. Views reuse the object."""
+    nbytes: int
+    grad: bool
+
+
+@dataclass
+class _Replay:
+    """Collects what autograd saves, one entry per storage, in bytes per token."""
+    E: int                       # compute dtype bytes
+    full: bool                   # every weight trainable
+    targets: frozenset[str]
+    r: int
+    dropout: bool
+    on_cpu: bool                 # a few kernels keep different tensors on the CPU (see below)
+    saved: dict[int, _Tensor] = field(default_factory=dict)  # by id; holding the object keeps ids unique
+
+    def new(self, nbytes: int, grad: bool) -> _Tensor:
+        return _Tensor(nbytes, grad)
+
+    def keep(self, *tensors: _Tensor) -> None:
+        for t in tensors:
+            self.saved[id(t)] = t
+
+    @property
+    def total(self) -> int:
+        return sum(t.nbytes for t in self.saved.values())
+
+    def linear(self, x: _Tensor, leaf: str, in_f: int, out_f: int) -> _Tensor:
+        lora = leaf in self.targets and not self.full
+        if self.full:
+            self.keep(x)  # dW = dY^T X
+        if lora:
+            if self.dropout:  # lora_A keeps the fp32 dropout output; dropout keeps its mask when x
+                self.keep(self.new(4 * in_f, True))  # needs a gradient: bool on CUDA (fused kernel),
+                if x.grad:                           # an fp32 scaled noise tensor on the CPU
+                    self.keep(self.new((4 if self.on_cpu else 1) * in_f, False))
+            elif self.E == 4:
+                self.keep(x)  # lora_A keeps the layer input itself
+            else:
+                self.keep(self.new(4 * in_f, True))  # x.to(fp32) for the fp32 adapter: one copy per layer
+            self.keep(self.new(4 * self.r, True))  # lora_B keeps A x
+        return self.new(self.E * out_f, x.grad or self.full or lora)
+
+    def rms_norm(self, x: _Tensor, h: int) -> _Tensor:
+        # x.to(fp32); x * rsqrt(mean(x^2) + eps); weight * x.to(dtype)  (transformers LlamaRMSNorm)
+        if x.grad:
+            self.keep(x if self.E == 4 else self.new(4 * h, True), self.new(4, True))
+        if self.full:
+            self.keep(self.new(self.E * h, True))  # the weight's gradient needs the normalised x
+        return self.new(self.E * h, x.grad or self.full)
+
+    def layer_norm(self, x: _Tensor, h: int) -> _Tensor:
+        if x.grad or self.full:  # native_layer_norm keeps input, mean and rstd (fp32 on CUDA, E on CPU)
+            stat = self.E if self.on_cpu else 4
+            self.keep(x, self.new(stat, False), self.new(stat, False))
+        return self.new(self.E * h, x.grad or self.full)
+
+    def rope(self, x: _Tensor, width: int) -> _Tensor:
+        return self.new(self.E * width, x.grad)  # x*cos + rotate_half(x)*sin keeps only cos, sin
+
+    def sdpa(self, q: _Tensor, k: _Tensor, v: _Tensor, heads: int, head_dim: int) -> _Tensor:
+        grad = q.grad or k.grad or v.grad
+        out = self.new(self.E * heads * head_dim, grad)
+        if grad:
+            self.keep(q, k, v, out, self.new(4 * heads, False))  # + logsumexp per head
+        return out
+
+    def pointwise(self, x: _Tensor, width: int) -> _Tensor:
+        """silu / gelu: keep the input."""
+        if x.grad:
+            self.keep(x)
+        return self.new(self.E * width, x.grad)
+
+    def mul(self, a: _Tensor, b: _Tensor, width: int) -> _Tensor:
+        if a.grad:
+            self.keep(b)
+        if b.grad:
+            self.keep(a)
+        return self.new(self.E * width, a.grad or b.grad)
+
+
+@dataclass(frozen=True)
+class _Dims:
+    family: str
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    rotary_dim: int
+    vocab: int
+
+
+LLAMA_LIKE = ("llama", "qwen2", "mistral")
+SUPPORTED_FAMILIES = LLAMA_LIKE + ("phi3", "gpt_neox")
+
+
+def model_dims(config: transformers.PretrainedConfig) -> _Dims:
+    family = config.model_type
+    if family not in SUPPORTED_FAMILIES:
+        raise ValueError(f"no activation formula for model_type {family!r}; supported: {', '.join(SUPPORTED_FAMILIES)}")
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    rotary_dim = head_dim
+    if family == "gpt_neox":
+        rope = getattr(config, "rope_parameters", None) or {}
+        pct = rope.get("partial_rotary_factor", getattr(config, "rotary_pct", 1.0))
+        rotary_dim = int(head_dim * pct)
+    return _Dims(family, config.hidden_size, config.intermediate_size, config.num_hidden_layers, heads,
+                 getattr(config, "num_key_value_heads", None) or heads, head_dim, rotary_dim, config.vocab_size)
+
+
+def _llama_layer(f: _Replay, x: _Tensor, d: _Dims, padded: bool) -> _Tensor:
+    h, q_w, kv_w = d.hidden, d.heads * d.head_dim, d.kv_heads * d.head_dim
+    y = f.rms_norm(x, h)
+    if d.family == "phi3":  # fused qkv_proj: q, k, v are views of one output
+        q = k = v = f.linear(y, "qkv_proj", h, q_w + 2 * kv_w)
+    else:
+        q, k, v = (f.linear(y, leaf, h, w) for leaf, w in (("q_proj", q_w), ("k_proj", kv_w), ("v_proj", kv_w)))
+    q, k = f.rope(q, q_w), f.rope(k, kv_w)
+    if padded and d.kv_heads < d.heads:  # repeat_kv: k and v copied out to every head
+        k, v = f.new(f.E * q_w, k.grad), f.new(f.E * q_w, v.grad)
+    attn = f.sdpa(q, k, v, d.heads, d.head_dim)
+    if d.family == "phi3":  # q is a strided view of the fused output: the attention output comes back
+        attn = f.new(f.E * q_w, attn.grad)  # (B, heads, T, d) in memory and o_proj gets a copy
+    o = f.linear(attn, "o_proj", q_w, h)  # else the output is (B, T, heads, d) in memory: no copy
+    x = f.new(f.E * h, x.grad or o.grad)  # residual
+    y = f.rms_norm(x, h)
+    if d.family == "phi3":
+        gate = up = f.linear(y, "gate_up_proj", h, 2 * d.intermediate)
+    else:
+        gate, up = f.linear(y, "gate_proj", h, d.intermediate), f.linear(y, "up_proj", h, d.intermediate)
+    m = f.mul(f.pointwise(gate, d.intermediate), up, d.intermediate)
+    down = f.linear(m, "down_proj", d.intermediate, h)
+    return f.new(f.E * h, x.grad or down.grad)
+
+
+def _neox_layer(f: _Replay, x: _Tensor, d: _Dims, padded: bool) -> _Tensor:
+    h = d.hidden
+    qkv = f.linear(f.layer_norm(x, h), "query_key_value", h, 3 * h)
+    attn = f.sdpa(f.rope(qkv, h), f.rope(qkv, h), qkv, d.heads, d.head_dim)  # v is a view of qkv
+    dense_in = f.new(f.E * h, attn.grad)  # transpose + reshape of the attention output: a copy
+    a = f.linear(dense_in, "dense", h, h)
+    up = f.linear(f.layer_norm(x, h), "dense_h_to_4h", h, d.intermediate)  # parallel residual: same x
+    m = f.linear(f.pointwise(up, d.intermediate), "dense_4h_to_h", d.intermediate, h)
+    return f.new(f.E * h, x.grad or a.grad or m.grad)
+
+
+def _layer(d: _Dims):
+    return _neox_layer if d.family == "gpt_neox" else _llama_layer
+
+
+@dataclass
+class ActivationPrediction:
+    total: int
+    one_layer: int  # bytes one layer saves without checkpointing (recomputed once in backward with ckpt)
+    loss_tokens: int
+
+
+def predict_activations(d: _Dims, *, E: int, full: bool, targets: list[str], lora_r: int, lora_dropout: float,
+                        batch_size: int, seq_len: int, ckpt: bool, label_only_loss: bool,
+                        label_tokens: int | None, padded: bool = False, device: str = "cuda") -> ActivationPrediction:
+    tokens = batch_size * seq_len
+    loss_rows = batch_size * (seq_len - 1)  # position t predicts t+1: the last position predicts nothing
+    n_labels = loss_rows if label_tokens is None else label_tokens
+    if not 0 <= n_labels <= loss_rows:
+        raise ValueError(f"label_tokens must be between 0 and batch_size x (seq_len - 1) = {loss_rows}, got {n_labels}")
+    f = _Replay(E=E, full=full, targets=frozenset(targets), r=lora_r, dropout=lora_dropout > 0,
+                on_cpu=torch.device(device).type == "cpu")
+    layer = _layer(d)
+
+    # Layers, per token. Layer 0's input is the embedding output: tracked only if the embedding trains.
+    x = f.new(E * d.hidden, full)
+    one_layer = 0
+    for index in range(d.layers):
+        before = f.total
+        x = layer(f, x, d, padded)
+        if index > 0:  # layer 0 may save less (untracked input)
+            one_layer = max(one_layer, f.total - before)
+    # With checkpointing each layer keeps only its input; the full set exists for one layer at a time.
+    per_token = d.layers * E * d.hidden if ckpt else f.total
+    rope = 0 if ckpt else 2 * seq_len * d.rotary_dim * E  # cos and sin [1, T, rotary_dim], shared by layers
+    # A padding mask reaches SDPA as [B, 1, T, T]; each layer's attention keeps its own float copy.
+    mask = d.layers * batch_size * seq_len**2 * E if padded and not ckpt else 0
+    layers_total = per_token * tokens + rope + mask
+
+    # Final norm and loss (engine/loss.py).
+    f.saved.clear()
+    x_final = _Tensor(E * d.hidden, True)
+    y = f.layer_norm(x_final, d.hidden) if d.family == "gpt_neox" else f.rms_norm(x_final, d.hidden)
+    tail = f.total * tokens
+    if full:
+        tail += 8 * tokens  # embedding backward keeps the input ids (int64)
+    if label_only_loss:
+        tail += loss_rows  # bool mask of label positions, kept by the gather
+        if full:
+            tail += n_labels * d.hidden * E  # the gathered head input, for the head's weight gradient
+        rows = n_labels
+    else:
+        if full:
+            tail += tokens * d.hidden * E  # the final norm output, input of the trainable head
+        rows = loss_rows
+    if rows:
+        tail += rows * d.vocab * 4 + rows * 8 + 4  # fp32 log-probs, int64 targets, total weight
+    return ActivationPrediction(layers_total + tail, one_layer * tokens, rows)
+
+
+# ---- the whole step ----------------------------------------------------------------------------
+
+def predict_memory(model_config: transformers.PretrainedConfig, *, peft: str = "qlora", quant: str = "nf4",
+                   double_quant: bool = True, compute_dtype: torch.dtype | str = torch.bfloat16, lora_r: int = 16,
+                   target_modules: list[str] | None = None, optim: str = "paged_adamw_8bit", batch_size: int = 4,
+                   seq_len: int = 512, ckpt: bool = False, label_only_loss: bool = True,
+                   label_tokens: int | None = None, lora_dropout: float = 0.0, accum: int = 1,
+                   device: str = "cuda", padded: bool = False) -> dict:
+    """Predicted bytes per component (the keys of the engine's `mem` record) + `peak_allocated` and its
+    `peak_terms`. `label_tokens`: loss positions per micro-batch (default: all, B x (T-1)); `device`
+    decides how paged optimizers resolve ("cpu": unpaged, like the engine); `padded`: batches with padding."""
+    if peft not in PEFT_MODES:
+        raise ValueError(f"peft must be one of {', '.join(PEFT_MODES)}, got {peft!r}")
+    if quant not in ("nf4", "fp4"):
+        raise ValueError(f"quant must be nf4 or fp4, got {quant!r}")
+    if batch_size < 1 or seq_len < 2 or accum < 1 or lora_r < 1:
+        raise ValueError(f"need batch_size >= 1, seq_len >= 2, accum >= 1 and lora_r >= 1; got {batch_size}, "
+                         f"{seq_len}, {accum}, {lora_r}")
+    dtype = resolve_dtype(compute_dtype)
+    E = dtype_bytes(dtype)
+    dims = model_dims(model_config)
+    model = meta_model(model_config, dtype)
+    targets = resolve_targets(model, target_modules) if peft != "full" else []
+    params = predict_parameters(model, peft=peft, double_quant=double_quant, lora_r=lora_r, targets=targets)
+    optim_name = resolve_optimizer(optim, device)
+    optimizer, paged, optimizer_on_cpu = predict_optimizer(params.trainable, optim_name)
+    grads = params.bytes["params_trainable"]
+    acts = predict_activations(dims, E=E, full=peft == "full", targets=targets, lora_r=lora_r,
+                               lora_dropout=lora_dropout, batch_size=batch_size, seq_len=seq_len, ckpt=ckpt,
+                               label_only_loss=label_only_loss, label_tokens=label_tokens, padded=padded,
+                               device=device)
+
+    tokens = batch_size * seq_len
+    weights = sum(params.bytes.values())
+    state = optimizer - paged - optimizer_on_cpu
+    if peft == "full":  # layers free saved tensors as their weight gradients appear
+        grads_in_backward = max(acts.total + params.outside_layers_trainable, grads) - acts.total
+    else:
+        grads_in_backward = grads
+    terms = {
+        "weights": weights,
+        "optimizer state on GPU": state,
+        "batches": 3 * tokens * 8 * accum,
+        "activations": acts.total,
+        "gradients in backward": grads_in_backward,
+        "loss gradients": 8 * acts.loss_tokens * dims.vocab,
+        "layer backward": tokens * (3 * dims.intermediate + 2 * dims.hidden) * E,
+        "dequantised 4-bit weight": params.largest_4bit * E,
+        "recomputed layer (ckpt)": acts.one_layer if ckpt else 0,
+    }
+    backward = sum(terms.values())
+    foreach_temp = sum(n * elem for n, elem in params.trainable) if optim_name == "adamw" else 0
+    step = weights + grads + state + terms["batches"] + foreach_temp
+    if step > backward:  # the optimizer step is the peak (large full fine-tunes)
+        terms = {"weights": weights, "optimizer state on GPU": state, "batches": terms["batches"],
+                 "gradients": grads, "AdamW foreach temporary": foreach_temp}
+    out = dict(params.bytes)
+    out.update(grads=grads, optimizer=optimizer, optimizer_paged=paged, activations=acts.total,
+               peak_allocated=max(backward, step), peak_terms=terms)
+    return out
+
+
+def model_config_for_spec(spec: str) -> transformers.PretrainedConfig:
+    """The transformers config of a --model spec: arch:<preset>, the bundled model, or a local directory."""
+    from pathlib import Path
+
+    from models.load import ARCH_PREFIX, BUNDLED_SPEC
+    from models.presets import preset_config
+
+    if spec.startswith(ARCH_PREFIX):
+        return preset_config(spec[len(ARCH_PREFIX):])
+    if spec == BUNDLED_SPEC:
+        from models.bundled import bundled_model_dir
+
+        return transformers.AutoConfig.from_pretrained(bundled_model_dir())
+    if Path(spec).expanduser().is_dir():
+        return transformers.AutoConfig.from_pretrained(Path(spec).expanduser())
+    raise ValueError(f"--model {spec!r}: the predictor needs arch:<preset>, {BUNDLED_SPEC!r} or a local model "
+                     f"directory (it reads only config.json)")
+
+
+def predict_for_spec(spec: str, **kwargs) -> dict:
+    """predict_memory for a --model spec (see model_config_for_spec); kwargs as predict_memory."""
+    return predict_memory(model_config_for_spec(spec), **kwargs)
+
+
+def largest_batch_that_fits(model_config, budget: int, limit: int = 1 << 16, **kwargs) -> int:
+    """Largest micro-batch whose predicted peak_allocated fits `budget` bytes (0: not even 1)."""
+    fits = lambda b: predict_memory(model_config, batch_size=b, **kwargs)["peak_allocated"] <= budget  # noqa: E731
+    if not fits(1):
+        return 0
+    low, high = 1, 2
+    while high <= limit and fits(high):  # the peak grows with the batch: double, then bisect
+        low, high = high, high * 2
+    if high > limit:
+        return low
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid)
+    return low
+
+
+# ---- command line --------------------------------------------------------------------------------
+
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(GiB|MiB|KiB|GB|MB|KB|B)?\s*$", re.IGNORECASE)
+_UNITS = {"gib": 1024**3, "mib": 1024**2, "kib": 1024, "gb": 10**9, "mb": 10**6, "kb": 10**3, "b": 1}
+
+
+def parse_size(text: str) -> int:
+    """"24GiB" -> bytes (GiB/MiB/KiB binary, GB/MB/KB decimal, a bare number is GiB)."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"cannot read the memory size {text!r}; write e.g. 24GiB, 80GB or 512MiB")
+    unit = (match.group(2) or "GiB").lower()
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def gib(n: int | None) -> str:
+    return "n/a" if n is None else f"{n / GIB:.3f}"
+
+
+def format_prediction(pred: dict) -> str:
+    rows = [(k, pred[k]) for k in MEMORY_COMPONENTS] + [("peak_allocated", pred["peak_allocated"])]
+    lines = [f"{'component':<28}{'GiB':>10}{'bytes':>18}"]
+    lines += [f"{name:<28}{gib(value):>10}{value:>18,}" for name, value in rows]
+    lines.append("peak_allocated = " + " + ".join(f"{k} {gib(v)}" for k, v in pred["peak_terms"].items() if v))
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m engine.predict", description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="smollm2-135m-instruct", help="arch:<preset>, the bundled model, or a local directory")
+    p.add_argument("--peft", choices=PEFT_MODES, default="qlora")
+    p.add_argument("--quant", choices=("nf4", "fp4"), default="nf4")
+    p.add_argument("--double-quant", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--compute-dtype", choices=tuple(DTYPES), default="bf16")
+    p.add_argument("--lora-r", type=int, default=16)
+    p.add_argument("--lora-dropout", type=float, default=0.0)
+    p.add_argument("--target-modules", nargs="+", default=None)
+    p.add_argument("--optim", choices=OPTIMIZERS, default="paged_adamw_8bit")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--accum", type=int, default=1)
+    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--ckpt", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--loss-on-labels-only", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--label-tokens", type=int, default=None, help="loss positions per micro-batch (default: all)")
+    p.add_argument("--device", default="cuda", help="cuda (default) or cpu: how paged optimizers resolve")
+    p.add_argument("--budget", default=None, help="GPU memory to fit in, e.g. 24GiB")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    kwargs = dict(peft=args.peft, quant=args.quant, double_quant=args.double_quant, compute_dtype=args.compute_dtype,
+                  lora_r=args.lora_r, target_modules=args.target_modules, optim=args.optim, seq_len=args.seq_len,
+                  ckpt=args.ckpt, label_only_loss=args.loss_on_labels_only, label_tokens=args.label_tokens,
+                  lora_dropout=args.lora_dropout, accum=args.accum, device=args.device)
+    config = model_config_for_spec(args.model)
+    pred = predict_memory(config, batch_size=args.batch_size, **kwargs)
+    print(f"{args.model} | {args.peft} | {args.compute_dtype} | batch {args.batch_size} x seq {args.seq_len} | "
+          f"ckpt {'on' if args.ckpt else 'off'} | {args.optim}")
+    print(format_prediction(pred))
+    if args.budget:
+        budget = parse_size(args.budget)
+        verdict = "fits" if pred["peak_allocated"] <= budget else "does not fit"
+        largest = largest_batch_that_fits(config, budget, **kwargs)
+        print(f"{verdict} in {budget / GIB:g} GiB (predicted peak {gib(pred['peak_allocated'])} GiB; the CUDA "
+              f"context and allocator fragmentation come on top)")
+        print(f"largest batch size that fits: {largest}" if largest else "no batch size fits")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,227 @@
+"""The memory predictor against real models: parameter, gradient and optimizer bytes exactly, activations
+against engine.memory.ActivationCounter, and the book's Table 5.1 numbers for polyglot-ko-1.3b."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import transformers
+
+from data.dummy import dummy_examples
+from engine.loop import TrainData
+from engine.loss import loss_sum
+from engine.memory import ActivationCounter, MemoryTracker, gradient_bytes
+from engine.optim import create_optimizer
+from engine.predict import (GIB, largest_batch_that_fits, main, parse_size, predict_for_spec, predict_memory,
+                            quantized_weight_bytes)
+from models.lora import apply_lora, default_target_modules
+from models.load import load_model
+from models.presets import PRESETS, preset_config
+from models.quantize import quantize_to_4bit
+from models.report import parameter_bytes
+
+CPU = torch.device("cpu")
+EXACT_KEYS = ("params_4bit", "params_frozen", "params_trainable", "grads", "optimizer", "optimizer_paged")
+
+
+def dummy_batch(batch_size: int, seq_len: int, vocab: int, labelled_from: int = 0) -> dict[str, torch.Tensor]:
+    """Random ids; positions before `labelled_from` are masked with -100 (0: every position labelled)."""
+    ids, labels = dummy_examples(seq_len, batch_size, vocab, seed=3)
+    labels = [[-100] * labelled_from + y[labelled_from:] for y in labels]
+    return TrainData(ids, labels, pad_token_id=2).micro_batch(list(range(batch_size)), CPU)
+
+
+def one_step(model, optim: str, batch, *, ckpt: bool, label_only: bool) -> dict:
+    """One real forward/backward/optimizer step, recorded by the engine's MemoryTracker."""
+    if ckpt:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    optimizer = create_optimizer(model, name=optim, lr=1e-3, weight_decay=0.01)
+    tracker = MemoryTracker(model, optimizer, CPU)
+    tracker.start_step()
+    with tracker.activations.count():
+        loss = loss_sum(model, batch, label_only=label_only)
+    loss.backward()
+    grads = gradient_bytes(model)
+    optimizer.step()
+    return tracker.record(grads)
+
+
+def count_activations(model, batch, *, ckpt: bool, label_only: bool) -> int:
+    """Bytes autograd saves in one forward (no backward needed to count them)."""
+    if ckpt:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    counter = ActivationCounter(model)
+    with counter.count():
+        loss_sum(model, batch, label_only=label_only)
+    return counter.peak
+
+
+def label_count(batch) -> int:
+    return int((batch["labels"][:, 1:] != -100).sum())
+
+
+@pytest.mark.parametrize("peft,optim,lora_r", [
+    ("qlora", "adamw", 16), ("qlora", "adamw_8bit", 64), ("lora", "adamw_8bit", 64),
+    ("full", "adamw", 16), ("full", "adamw_8bit", 16),
+])
+def test_components_equal_the_tracker_exactly(peft, optim, lora_r):
+    """r=64 makes every LoRA A (64 x 64 = 4096 values) big enough for 8-bit state; r=16 keeps them 32-bit."""
+    model = load_model("arch:tiny", peft=peft, compute_dtype=torch.float32, device=CPU, lora_r=lora_r, seed=0)
+    batch = dummy_batch(2, 32, 49152, labelled_from=10)
+    measured = one_step(model, optim, batch, ckpt=False, label_only=True)
+    predicted = predict_for_spec("arch:tiny", peft=peft, compute_dtype=torch.float32, lora_r=lora_r, optim=optim,
+                                 batch_size=2, seq_len=32, ckpt=False, label_only_loss=True,
+                                 label_tokens=label_count(batch), device="cpu")
+    assert {k: predicted[k] for k in EXACT_KEYS} == {k: measured[k] for k in EXACT_KEYS}
+    assert predicted["activations"] == pytest.approx(measured["activations"], rel=0.10)
+
+
+@pytest.mark.parametrize("double_quant,quant", [(True, "nf4"), (False, "nf4"), (True, "fp4"), (False, "fp4")])
+def test_four_bit_bytes_exact(double_quant, quant):
+    model = load_model("arch:tiny", peft="qlora", quant=quant, double_quant=double_quant,
+                       compute_dtype=torch.float32, device=CPU)
+    predicted = predict_for_spec("arch:tiny", peft="qlora", quant=quant, double_quant=double_quant,
+                                 compute_dtype=torch.float32, device="cpu", optim="adamw")
+    assert predicted["params_4bit"] == parameter_bytes(model)["params_4bit"]
+    # Independently, from the shapes: q, k, v, o, gate, up, down of 2 layers (h 64, kv 32, I 128).
+    sizes = [64 * 64, 32 * 64, 32 * 64, 64 * 64, 128 * 64, 128 * 64, 64 * 128] * 2
+    per_layer = (lambda n: n // 2 + n // 64 + 4 + 4 + 1024 + 64) if double_quant else (lambda n: n // 2 + n // 16 + 64)
+    assert predicted["params_4bit"] == sum(per_layer(n) for n in sizes)
+
+
+def test_quantized_weight_formula_rounds_blocks_up():
+    # 64 * 257 values: 257 absmax bytes, which need 2 nested fp32 absmax values.
+    n = 64 * 257
+    assert quantized_weight_bytes(n, double_quant=True) == n // 2 + 257 + 2 * 4 + 4 + 1024 + 64
+    assert quantized_weight_bytes(n, double_quant=False) == n // 2 + 257 * 4 + 64
+
+
+@pytest.mark.parametrize("peft,label_only,ckpt", [
+    ("qlora", True, False), ("qlora", False, True), ("lora", True, True), ("full", False, False), ("full", True, True),
+])
+def test_activations_match_the_counter(peft, label_only, ckpt):
+    model = load_model("arch:tiny", peft=peft, compute_dtype=torch.float32, device=CPU)
+    batch = dummy_batch(2, 40, 49152, labelled_from=15)
+    measured = count_activations(model, batch, ckpt=ckpt, label_only=label_only)
+    predicted = predict_for_spec("arch:tiny", peft=peft, compute_dtype=torch.float32, batch_size=2, seq_len=40,
+                                 ckpt=ckpt, label_only_loss=label_only, label_tokens=label_count(batch),
+                                 device="cpu", optim="adamw")
+    assert predicted["activations"] == pytest.approx(measured, rel=0.10)
+    # On the CPU the op-by-op replay is exact, not just close.
+    assert predicted["activations"] == measured
+
+
+def tiny_shaped(preset: str) -> transformers.PretrainedConfig:
+    """A preset's architecture (GPT-NeoX, Phi-3, Qwen2) at tiny width, for fast real models."""
+    kwargs = dict(PRESETS[preset])
+    model_type = kwargs.pop("model_type")
+    kwargs.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, vocab_size=512,
+                  bos_token_id=None, eos_token_id=None, pad_token_id=None)
+    if "num_key_value_heads" in kwargs:
+        kwargs["num_key_value_heads"] = 2
+    kwargs.pop("head_dim", None)
+    kwargs.pop("rope_scaling", None)
+    return transformers.AutoConfig.for_model(model_type, **kwargs)
+
+
+@pytest.mark.parametrize("preset,ckpt", [("polyglot-ko-1.3b", False), ("polyglot-ko-1.3b", True),
+                                         ("phi-3-mini", False), ("qwen2.5-0.5b", True)])
+def test_other_architectures(preset, ckpt):
+    config = tiny_shaped(preset)
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    quantize_to_4bit(model, quant_type="nf4", double_quant=True, compute_dtype=torch.float32, device=CPU)
+    model.requires_grad_(False)
+    model = apply_lora(model, r=8, alpha=16, dropout=0.0, target_modules=default_target_modules(model))
+    model.config.use_cache = False
+    batch = dummy_batch(2, 40, 512)
+    measured = one_step(model, "adamw_8bit", batch, ckpt=ckpt, label_only=True)
+    predicted = predict_memory(config, peft="qlora", compute_dtype=torch.float32, lora_r=8, optim="adamw_8bit",
+                               batch_size=2, seq_len=40, ckpt=ckpt, device="cpu")
+    assert {k: predicted[k] for k in EXACT_KEYS} == {k: measured[k] for k in EXACT_KEYS}
+    assert predicted["activations"] == pytest.approx(measured["activations"], rel=0.10)
+
+
+def test_lora_dropout_and_bf16_activations():
+    """Dropout adds the adapters' dropout output and mask; bf16 adds one fp32 input copy per adapter."""
+    for dtype, dropout in ((torch.float32, 0.1), (torch.bfloat16, 0.0)):
+        model = load_model("arch:tiny", peft="qlora", compute_dtype=dtype, lora_dropout=dropout, device=CPU)
+        batch = dummy_batch(2, 24, 49152)
+        measured = count_activations(model, batch, ckpt=False, label_only=True)
+        predicted = predict_for_spec("arch:tiny", peft="qlora", compute_dtype=dtype, lora_dropout=dropout,
+                                     batch_size=2, seq_len=24, device="cpu", optim="adamw")
+        assert predicted["activations"] == pytest.approx(measured, rel=0.10)
+
+
+def test_book_table_5_1_full_fine_tuning_numbers():
+    """polyglot-ko-1.3b, full fine-tuning in fp16 with torch AdamW: gradients 2.481 GB and optimizer
+    state 4.961 GB (seed 003, Table 5.1, GB = 1024^3): AdamW keeps its moments in the parameters' fp16."""
+    pred = predict_for_spec("arch:polyglot-ko-1.3b", peft="full", compute_dtype="fp16", optim="adamw",
+                            batch_size=4, seq_len=256)
+    n = 1_331_810_304
+    assert pred["params_trainable"] == pred["grads"] == 2 * n
+    assert round(pred["grads"] / GIB, 3) == 2.481
+    assert round(pred["optimizer"] / GIB, 3) == 4.961
+    # The book's LoRA: r=8 on query_key_value only -> 1,572,864 trainable parameters (fp32 here: x 4 bytes).
+    lora = predict_for_spec("arch:polyglot-ko-1.3b", peft="lora", compute_dtype="fp16", lora_r=8,
+                            target_modules=["query_key_value"], optim="adamw")
+    assert lora["params_trainable"] == 1_572_864 * 4
+
+
+def test_paged_state_is_the_large_tensors_moments():
+    """On CUDA, paged_adamw_8bit pages the uint8 moments of tensors with >= 1e5 values (only the
+    embedding of the tiny model in full fine-tuning), nothing else."""
+    pred = predict_for_spec("arch:tiny", peft="full", compute_dtype="bf16", optim="paged_adamw_8bit", device="cuda")
+    embedding = 49152 * 64
+    assert pred["optimizer_paged"] == 2 * embedding
+    assert predict_for_spec("arch:tiny", peft="full", compute_dtype="bf16", optim="paged_adamw_8bit",
+                            device="cpu")["optimizer_paged"] == 0
+
+
+def test_peak_grows_with_batch_and_checkpointing_lowers_it():
+    config = preset_config("llama-3.2-1b")
+    peak = lambda **kw: predict_memory(config, peft="qlora", seq_len=512, **kw)["peak_allocated"]  # noqa: E731
+    assert peak(batch_size=4) < peak(batch_size=8) < peak(batch_size=16)
+    assert peak(batch_size=16, ckpt=True) < peak(batch_size=16)
+    pred = predict_memory(config, peft="qlora", batch_size=4, seq_len=512)
+    components = sum(pred[k] for k in ("params_4bit", "params_frozen", "params_trainable", "grads", "activations"))
+    assert pred["peak_allocated"] > components  # + non-paged optimizer state and transients
+    assert pred["peak_allocated"] == sum(pred["peak_terms"].values())
+
+
+def test_largest_batch_is_the_boundary():
+    config = preset_config("llama-3.2-1b")
+    kwargs = dict(peft="qlora", seq_len=512, ckpt=True)
+    best = largest_batch_that_fits(config, 24 * GIB, **kwargs)
+    assert best >= 1
+    assert predict_memory(config, batch_size=best, **kwargs)["peak_allocated"] <= 24 * GIB
+    assert predict_memory(config, batch_size=best + 1, **kwargs)["peak_allocated"] > 24 * GIB
+    assert largest_batch_that_fits(config, 1 * GIB, **kwargs) == 0  # the weights alone exceed 1 GiB
+
+
+def test_cli_prints_table_and_verdict(capsys):
+    assert main(["--model", "arch:llama-3.2-1b", "--peft", "qlora", "--batch-size", "4", "--seq-len", "512",
+                 "--ckpt", "--budget", "24GiB"]) == 0
+    out = capsys.readouterr().out
+    assert "params_4bit" in out and "peak_allocated" in out
+    assert "fits in 24 GiB" in out
+    best = int(out.rsplit("largest batch size that fits: ", 1)[1].split()[0])
+    assert best == largest_batch_that_fits(preset_config("llama-3.2-1b"), 24 * GIB, peft="qlora", seq_len=512,
+                                           ckpt=True, compute_dtype="bf16", optim="paged_adamw_8bit")
+
+
+def test_bad_input_is_one_clear_error():
+    assert parse_size("24GiB") == 24 * GIB and parse_size("512MiB") == 512 * 2**20 and parse_size("80GB") == 80 * 10**9
+    with pytest.raises(ValueError, match="memory size"):
+        parse_size("lots")
+    with pytest.raises(ValueError, match="unknown architecture preset"):
+        predict_for_spec("arch:nope")
+    with pytest.raises(ValueError, match="match no linear layer"):
+        predict_for_spec("arch:tiny", target_modules=["qkv"])
+    with pytest.raises(ValueError, match="label_tokens"):
+        predict_for_spec("arch:tiny", batch_size=1, seq_len=8, label_tokens=100)
+    assert math.isfinite(predict_for_spec("arch:tiny", batch_size=1, seq_len=8)["peak_allocated"])
