@@ -1,0 +1,262 @@
+"""Score predicted SQL against gold SQL on the benchmark databases, and write the evaluation report.
+
+Per example: exact match (normalised SQL text, eval/metrics.py) and execution accuracy (same result
+table as the gold query, eval/metrics.py), bucketed by Spider hardness of the gold query
+(eval/hardness.py). The table is printed the way test-suite-sql-eval prints it:
+
+                         easy                 medium               hard                 extra                all
+    count                74                   98                   67                   62                   301
+    =====================   EXECUTION ACCURACY     =====================
+    execution            0.811                0.602                0.403                0.226                0.535
+
+    ====================== EXACT MATCHING ACCURACY =====================
+    exact match          ...
+
+Our "exact match" is equality of normalised SQL text, stricter than Spider's component-set match
+(which ignores values and the order of conditions): it is a lower bound of the official number.
+
+Files written into the output directory (each atomically, engine/io.py):
+    eval.json          every number: overall and per level, counts, settings of the run
+    predictions.jsonl  one record per example: question, db_id, gold, pred, hardness, exact, exec,
+                       error (why execution failed or how the results differ), raw model output
+    mistakes.csv       the examples whose execution is wrong: question, gold, predicted, error
+    gold.txt pred.txt  `SQL<TAB>db_id`, one line per example, aligned: the official evaluator runs
+                       on them (evaluation.py --gold gold.txt --pred pred.txt --db DIR --etype exec)
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from engine.io import atomic_write_json, atomic_write_text
+from eval.generate import EMPTY_SQL
+from eval.hardness import SQLParseError, hardness
+from eval.metrics import exact_match, execution_match
+from eval.sqlite_exec import QueryError, execute, open_readonly, split_statements
+
+LEVELS = ("easy", "medium", "hard", "extra")
+COLUMNS = LEVELS + ("all",)
+EXACT_MATCH_DEFINITION = ("equality of normalised SQL text (keyword case, identifier case, quotes, "
+                          "whitespace); stricter than Spider's component match")
+
+
+def database_path(db_root: str | Path, db_id: str) -> Path:
+    """Spider layout: <db_root>/<db_id>/<db_id>.sqlite."""
+    return Path(db_root) / db_id / f"{db_id}.sqlite"
+
+
+def check_databases(db_ids: Iterable[str], db_root: str | Path) -> None:
+    """Every db_id must have its database file; the first that does not raises a one-line ValueError."""
+    for db_id in dict.fromkeys(db_ids):
+        if not db_id:
+            raise ValueError("an example has no db_id: execution accuracy needs Spider-format data "
+                             "(db_id, question, query)")
+        path = database_path(db_root, db_id)
+        if not path.is_file():
+            raise ValueError(f"database for db_id {db_id!r} not found: {path} "
+                             f"(the database directory must hold <db_id>/<db_id>.sqlite)")
+
+
+def _flat(sql: str) -> str:
+    """One line, for the `SQL<TAB>db_id` files: every whitespace run (tabs, newlines) -> one space."""
+    return " ".join(sql.split())
+
+
+def _level(gold: str) -> str | None:
+    try:
+        return hardness(gold)
+    except SQLParseError:
+        return None  # outside the hardness parser's subset: counted in "all" only
+
+
+class _Connections:
+    """One read-only connection per database, opened on first use."""
+
+    def __init__(self, db_root: str | Path):
+        self.db_root = Path(db_root)
+        self.open: dict[str, sqlite3.Connection] = {}
+
+    def __call__(self, db_id: str) -> sqlite3.Connection:
+        if db_id not in self.open:
+            path = database_path(self.db_root, db_id)
+            if not path.is_file():
+                raise ValueError(f"database for db_id {db_id!r} not found: {path}")
+            self.open[db_id] = open_readonly(path)
+        return self.open[db_id]
+
+    def close(self) -> None:
+        for conn in self.open.values():
+            conn.close()
+        self.open.clear()
+
+
+def check_gold(items: Sequence[dict], db_root: str | Path) -> None:
+    """Run every gold query once: a failing one is a data error, reported before any generation."""
+    connect = _Connections(db_root)
+    try:
+        for i, item in enumerate(items):
+            try:
+                execute(connect(item["db_id"]), item["gold"])
+            except QueryError as exc:
+                raise ValueError(f"example {i} (db {item['db_id']}): gold query failed: {exc}") from None
+    finally:
+        connect.close()
+
+
+def score_predictions(items: Sequence[dict], db_root: str | Path) -> list[dict]:
+    """Score items {question, db_id, gold, pred, ...}: returns them with hardness, exact, exec, error.
+
+    `error` is None when execution matches, else why not: the query's error ("error: ..."), how its
+    result differs from the gold one, or "empty prediction". Databases are only ever opened
+    read-only (eval/sqlite_exec.py); a missing database or a failing gold query raises ValueError."""
+    connect = _Connections(db_root)
+    scored = []
+    try:
+        for i, item in enumerate(items):
+            gold, pred = item["gold"], item["pred"]
+            record = dict(item, hardness=_level(gold))
+            if pred.strip() in ("", EMPTY_SQL):
+                # The placeholder keeps files aligned; it is never run, never counted as right.
+                record.update(exact=False, exec=False, error="empty prediction")
+            else:
+                try:
+                    correct, why = execution_match(connect(item["db_id"]), pred, gold)
+                except QueryError as exc:  # the gold query failed: a data error, not a wrong answer
+                    raise ValueError(f"example {i} (db {item['db_id']}): {exc}") from None
+                # normalize_sql reads the first statement only: "gold; DROP ..." is not an exact match
+                exact = len(split_statements(pred)) == 1 and exact_match(pred, gold)
+                record.update(exact=exact, exec=correct, error=why)
+            scored.append(record)
+    finally:
+        connect.close()
+    return scored
+
+
+def summarize(scored: Sequence[dict]) -> dict:
+    """{level: {count, execution, exact_match}} for easy..extra and all; accuracy None when count is 0."""
+    metrics = {}
+    for column in COLUMNS:
+        rows = [r for r in scored if column == "all" or r["hardness"] == column]
+        n = len(rows)
+        metrics[column] = {
+            "count": n,
+            "execution": sum(r["exec"] for r in rows) / n if n else None,
+            "exact_match": sum(r["exact"] for r in rows) / n if n else None,
+        }
+    return metrics
+
+
+def examples_digest(scored: Sequence[dict]) -> str:
+    """sha256 of the (db_id, gold) sequence: two reports compare only if it is equal."""
+    text = "\n".join(f"{_flat(r['gold'])}\t{r['db_id']}" for r in scored)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def build_report(scored: Sequence[dict], settings: dict | None = None) -> dict:
+    """The content of eval.json."""
+    return {
+        "metrics": summarize(scored),
+        "counts": {
+            "examples": len(scored),
+            "execution_correct": sum(r["exec"] for r in scored),
+            "exact_correct": sum(r["exact"] for r in scored),
+            "prediction_errors": sum(1 for r in scored if (r["error"] or "").startswith("error:")),
+            "empty_predictions": sum(1 for r in scored if r["error"] == "empty prediction"),
+            "truncated_generations": sum(1 for r in scored if r.get("stopped") is False),
+            "without_hardness": sum(1 for r in scored if r["hardness"] is None),
+        },
+        "exact_match_definition": EXACT_MATCH_DEFINITION,
+        "examples_digest": examples_digest(scored),
+        "settings": dict(settings or {}),
+    }
+
+
+# ----------------------------------------------------------------------------- printing
+
+def _row(name: str, values: Sequence, fmt: str) -> str:
+    # test-suite-sql-eval: "{:20} " then one 20-wide left-aligned field per column
+    return ("{:20} " + " ".join([fmt] * len(values))).format(name, *values).rstrip()
+
+
+def format_table(metrics: dict) -> str:
+    """test-suite-sql-eval's table: count, execution and exact match for easy..extra and all.
+    Like the official script, a level without examples shows 0.000."""
+    def scores(key: str) -> list[float]:
+        return [metrics[c][key] or 0.0 for c in COLUMNS]
+
+    lines = [
+        _row("", COLUMNS, "{:20}"),
+        _row("count", [metrics[c]["count"] for c in COLUMNS], "{:<20d}"),
+        "=====================   EXECUTION ACCURACY     =====================",
+        _row("execution", scores("execution"), "{:<20.3f}"),
+        "",
+        "====================== EXACT MATCHING ACCURACY =====================",
+        _row("exact match", scores("exact_match"), "{:<20.3f}"),
+    ]
+    return "\n".join(lines)
+
+
+def format_comparison(base: dict, tuned: dict, names: tuple[str, str] = ("base", "fine-tuned")) -> str:
+    """Two eval.json reports side by side per level, with the gain in percentage points.
+
+    Both must come from the same examples (same examples_digest), else ValueError."""
+    if base.get("examples_digest") != tuned.get("examples_digest"):
+        raise ValueError("the two reports were computed on different examples (examples_digest differs): "
+                         "evaluate both on the same --data/--split/--limit")
+    b, t = base["metrics"], tuned["metrics"]
+    lines = [_row("", COLUMNS, "{:12}"), _row("count", [t[c]["count"] for c in COLUMNS], "{:<12d}")]
+    for key, title in (("execution", "execution"), ("exact_match", "exact match")):
+        before = [b[c][key] or 0.0 for c in COLUMNS]
+        after = [t[c][key] or 0.0 for c in COLUMNS]
+        lines += [
+            title,
+            _row(f"  {names[0]}", before, "{:<12.3f}"),
+            _row(f"  {names[1]}", after, "{:<12.3f}"),
+            _row("  gain (points)", [f"{100 * (a - z):+.1f}" for a, z in zip(after, before)], "{:<12}"),
+        ]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- files
+
+def _csv_text(rows: Iterable[Sequence]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
+
+
+def write_report(out_dir: str | Path, scored: Sequence[dict], report: dict) -> Path:
+    """eval.json, predictions.jsonl, mistakes.csv, gold.txt and pred.txt into `out_dir`."""
+    out = Path(out_dir)
+    atomic_write_json(out / "eval.json", report)
+    atomic_write_text(out / "predictions.jsonl",
+                      "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in scored))
+    mistakes = [("index", "db_id", "hardness", "question", "gold", "predicted", "error")]
+    mistakes += [(i, r["db_id"], r["hardness"] or "", r["question"], r["gold"], r["pred"], r["error"] or "")
+                 for i, r in enumerate(scored) if not r["exec"]]
+    atomic_write_text(out / "mistakes.csv", _csv_text(mistakes))
+    atomic_write_text(out / "gold.txt", "".join(f"{_flat(r['gold'])}\t{r['db_id']}\n" for r in scored))
+    atomic_write_text(out / "pred.txt", "".join(f"{_flat(r['pred']) or EMPTY_SQL}\t{r['db_id']}\n" for r in scored))
+    return out
+
+
+def load_report(path: str | Path) -> dict:
+    """An eval.json, given as the file or the directory holding it."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "eval.json"
+    if not path.is_file():
+        raise ValueError(f"evaluation report not found: {path}")
+    try:
+        report = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"cannot read {path} as JSON: {exc}") from None
+    if "metrics" not in report:
+        raise ValueError(f"{path} is not an eval.json written by eval.evaluate (no 'metrics')")
+    return report
