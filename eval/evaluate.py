@@ -1,0 +1,264 @@
+"""Evaluate a model on text-to-SQL: greedy generation, execution accuracy and exact match by hardness.
+
+    python -m eval.evaluate --split heldout --limit 64 --out runs/eval-base          # bundled SmolLM2
+    python -m eval.evaluate --adapter runs/x/adapter --split heldout --out runs/x/eval
+    python -m eval.evaluate --adapter runs/x/adapter --merge runs/x/merged --out runs/x/eval-merged
+    python -m eval.evaluate --adapter runs/x/adapter --out runs/x/eval --compare runs/eval-base
+    python -m eval.evaluate --model DIR --data spider/dev.json --out runs/spider-dev
+    python -m eval.evaluate --data validation.csv --db-dir spider/database --out runs/csv-eval
+
+Data: "bundled" (the generated benchmark, --split train|test|heldout), a Spider JSON file (with
+tables.json and database/<db_id>/<db_id>.sqlite beside it, or --tables / --db-dir), a Spider-layout
+directory (<dir>/<split>.json), or seed 000's CSV (db_id, query, question) with --db-dir. The prompt
+carries the schema DDL whenever data/formats.load_examples finds it, as in training.
+
+Python API, e.g. for an evaluation at the end of training:
+    examples, db_root = evaluation_data("bundled", "heldout")
+    report = evaluate_model(model, tokenizer, examples, db_root, run_dir / "eval", limit=64)
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+import transformers
+from torch import nn
+
+from eval.generate import extract_sql, generate
+from eval.report import (build_report, check_databases, check_gold, format_comparison, format_table,
+                         load_report, score_predictions, write_report)
+
+# the last <USER_QUERY> block: the instruction above it mentions the tag too
+_QUESTION = re.compile(r".*<USER_QUERY>\s*(.*?)\s*</USER_QUERY>", re.DOTALL)
+
+
+# ----------------------------------------------------------------------------- data
+
+def evaluation_data(data: str, split: str = "heldout", *, tables: str | None = None,
+                    db_dir: str | None = None) -> tuple[list[dict], Path]:
+    """(examples, database root) for `data` as the CLI's --data/--split/--tables/--db-dir take it.
+
+    Examples are load_examples rows {messages, db_id, answer}; the database root holds
+    <db_id>/<db_id>.sqlite (bundled: the benchmark's database/; a Spider file or directory: the
+    database/ beside it unless --db-dir)."""
+    from data.formats import load_examples
+
+    if data == "bundled":
+        from data.sqlbench import bundled_benchmark_dir
+
+        if tables or db_dir:
+            raise ValueError("--tables and --db-dir apply to Spider files; the bundled benchmark has its own")
+
+        db_root = bundled_benchmark_dir() / "database"
+    else:
+        path = Path(data)
+        if not path.exists():
+            raise ValueError(f"data file not found: {path}")
+        if db_dir is not None:
+            db_root = Path(db_dir)
+        else:
+            db_root = (path if path.is_dir() else path.parent) / "database"
+    if not db_root.is_dir():
+        raise ValueError(f"database directory not found: {db_root} (give --db-dir DIR holding "
+                         f"<db_id>/<db_id>.sqlite)")
+    examples = load_examples(data, split, tables=tables, db_dir=str(db_root) if data != "bundled" else None)
+    return examples.to_list(), db_root
+
+
+def question_of(example: dict) -> str:
+    """The natural-language question: a "question" field, else the <USER_QUERY> part of the prompt
+    (data/prompts.py), else the whole last user message."""
+    if example.get("question"):
+        return str(example["question"])
+    user = [m["content"] for m in example["messages"] if m["role"] == "user"]
+    text = user[-1] if user else ""
+    found = _QUESTION.search(text)
+    return found.group(1) if found else text.strip()
+
+
+def spread_indices(total: int, limit: int | None) -> list[int]:
+    """`limit` indices spread evenly over range(total), first one 0; all of them if limit is None.
+
+    Benchmark files are grouped by template and difficulty (the bundled heldout split starts with
+    74 easy questions), so the first N examples would measure one level only."""
+    if limit is None or limit >= total:
+        return list(range(total))
+    if limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {limit}")
+    return [i * total // limit for i in range(limit)]
+
+
+# ----------------------------------------------------------------------------- the evaluation
+
+def evaluate_model(model: nn.Module, tokenizer, examples: Sequence[dict], db_root: str | Path,
+                   out_dir: str | Path, *, batch_size: int = 16, max_new_tokens: int = 160,
+                   limit: int | None = None, settings: dict | None = None,
+                   log: Callable[[str], None] | None = print) -> dict:
+    """Generate, score and write the report for `examples` (rows {messages, db_id, answer}).
+
+    The model may be in training (a PeftModel mid-run): its train/eval mode and use_cache are
+    restored afterwards. Returns the eval.json content; prints the table when `log` is given."""
+    examples = list(examples)
+    if not examples:
+        raise ValueError("no examples to evaluate")
+    picked = [examples[i] for i in spread_indices(len(examples), limit)]
+    items = [{"question": question_of(e), "db_id": str(e.get("db_id") or ""), "gold": e["answer"]}
+             for e in picked]
+    # Everything that can fail on the data fails here, before minutes of generation.
+    check_databases((it["db_id"] for it in items), db_root)
+    check_gold(items, db_root)
+
+    started = time.perf_counter()
+    outputs = generate(model, tokenizer, [e["messages"] for e in picked], batch_size=batch_size,
+                       max_new_tokens=max_new_tokens, log=log)
+    seconds = time.perf_counter() - started
+    for item, out in zip(items, outputs):
+        item.update(pred=extract_sql(out.text), raw=out.text, generated_tokens=out.num_tokens,
+                    stopped=out.stopped)
+
+    scored = score_predictions(items, db_root)
+    timing = {
+        "generation_seconds": round(seconds, 2),
+        "examples_per_second": round(len(items) / seconds, 4),
+        "generated_tokens_per_second": round(sum(o.num_tokens for o in outputs) / seconds, 2),
+        "mean_generated_tokens": round(sum(o.num_tokens for o in outputs) / len(outputs), 2),
+    }
+    run_settings = dict(settings or {}, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                        limit=limit, db_root=str(db_root), **timing)
+    report = build_report(scored, run_settings)
+    write_report(out_dir, scored, report)
+    if log is not None:
+        log(format_table(report["metrics"]))
+        counts = report["counts"]
+        log(f"{len(items)} examples in {seconds:.1f} s ({timing['examples_per_second']:.3f} examples/s, "
+            f"{timing['generated_tokens_per_second']:.1f} generated tokens/s); "
+            f"{counts['prediction_errors']} predictions failed to run, {counts['empty_predictions']} empty, "
+            f"{counts['truncated_generations']} cut at --max-new-tokens {max_new_tokens}")
+        if counts["without_hardness"]:
+            log(f"note: {counts['without_hardness']} gold queries are outside the hardness parser's SQL "
+                f"subset: counted in 'all' only")
+        log(f"report: {Path(out_dir) / 'eval.json'}, mistakes: {Path(out_dir) / 'mistakes.csv'}, "
+            f"official-evaluator files: gold.txt, pred.txt")
+    return report
+
+
+# ----------------------------------------------------------------------------- command line
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every other bad input
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m eval.evaluate", description=__doc__.split("\n")[0])
+    p.add_argument("--model", default=None,
+                   help="model spec: smollm2-135m-instruct (default), arch:<preset>, or a model directory; "
+                        "with --adapter, default: the run's model (runs/<name>/config.json)")
+    p.add_argument("--adapter", default=None, help="PEFT adapter directory of a run (runs/<name>/adapter)")
+    p.add_argument("--merge", default=None, metavar="OUT_DIR",
+                   help="merge the adapter into its base, save the standalone model to OUT_DIR, evaluate that")
+    p.add_argument("--merge-base", default="auto", choices=("auto", "dequantized", "original"),
+                   help="weights to merge into: dequantized = the 4-bit weights the adapter was trained on "
+                        "(default for qlora runs), original = the checkpoint's float weights")
+    p.add_argument("--quant", default="auto", choices=("auto", "none", "nf4", "fp4"),
+                   help="base weights: auto = as the adapter's run trained (qlora: 4-bit), float without adapter")
+    p.add_argument("--data", default="bundled", help="bundled, a Spider .json/.csv file, or a Spider directory")
+    p.add_argument("--split", default="heldout", help="bundled / Spider directory split: train, test, heldout")
+    p.add_argument("--tables", default=None, help="Spider tables.json (default: beside the data file)")
+    p.add_argument("--db-dir", default=None, help="directory of <db_id>/<db_id>.sqlite (default: database/ "
+                                                  "beside the data file)")
+    p.add_argument("--limit", type=_positive_int, default=None,
+                   help="evaluate N examples spread evenly over the split (files are grouped by difficulty)")
+    p.add_argument("--batch-size", type=_positive_int, default=16)
+    p.add_argument("--max-new-tokens", type=_positive_int, default=160)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--compute-dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"),
+                   help="auto: bf16 on a CUDA GPU that supports it, else fp32")
+    p.add_argument("--compare", default=None, metavar="EVAL_JSON",
+                   help="an earlier report (eval.json or its directory), e.g. of the base model: printed "
+                        "side by side with this one, with the gain in points")
+    p.add_argument("--out", required=True, help="output directory for eval.json, mistakes.csv, gold.txt, pred.txt")
+    return p
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    return torch.device(name)
+
+
+def resolve_compute_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":  # bf16 matmuls are emulated, ~20x slower, on CPUs without AVX512-BF16
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if cuda_bf16 else torch.float32
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
+
+
+def run(args: argparse.Namespace) -> dict:
+    from models.merge import check_adapter_dir, load_for_eval, merge_adapter
+
+    if args.merge and not args.adapter:
+        raise ValueError("--merge needs --adapter (the adapter to merge into its base)")
+    if args.adapter:
+        check_adapter_dir(args.adapter)
+    baseline = load_report(args.compare) if args.compare else None  # fail now, not after generation
+    device = resolve_device(args.device)
+    compute_dtype = resolve_compute_dtype(args.compute_dtype, device)
+    examples, db_root = evaluation_data(args.data, args.split, tables=args.tables, db_dir=args.db_dir)
+    check_databases((str(e.get("db_id") or "") for e in examples), db_root)  # before loading a model
+
+    model_spec, adapter, quant = args.model, args.adapter, args.quant
+    if args.merge:
+        merged = merge_adapter(args.model, args.adapter, args.merge, base_weights=args.merge_base)
+        print(f"merged model: {merged}")
+        model_spec, adapter, quant = str(merged), None, "none" if args.quant == "auto" else args.quant
+    model, tokenizer, description = load_for_eval(model_spec, adapter, quant=quant,
+                                                  compute_dtype=compute_dtype, device=device)
+    print(f"model {description['model']} | adapter {description['adapter']} | base weights "
+          f"{description['base_quant']} | {description['compute_dtype']} on {device}")
+    settings = dict(description, data=args.data, split=args.split, device=str(device), merged_from=args.adapter
+                    if args.merge else None)
+    report = evaluate_model(model, tokenizer, examples, db_root, args.out, batch_size=args.batch_size,
+                            max_new_tokens=args.max_new_tokens, limit=args.limit, settings=settings)
+    if baseline is not None:
+        print(format_comparison(baseline, report, names=("compared", "this run")))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import datasets
+
+    datasets.disable_progress_bars()  # "Generating train split" bars for a file read in a blink
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        run(args)
+    except (ValueError, FileNotFoundError) as error:  # bad input: one line, exit 2, no traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
