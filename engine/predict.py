@@ -35,22 +35,27 @@ models/load.py would leave it:
 Activations: what autograd saves in one micro-batch's forward, as engine.memory.ActivationCounter
 counts it (by storage, parameters excluded). Each architecture's layer is replayed symbolically, op by
 op (`_llama_layer`, `_neox_layer`): an op saves a tensor only when the backward needs it for an input
-that requires grad, exactly PyTorch's rule. Per token of one layer (Llama, LoRA on all 7 projections,
-no dropout; calibrated on CPU, where the prediction equals the count exactly, see the tests):
+that requires grad, exactly PyTorch's rule. Calibrated on the CPU against the counter, where the replay
+is exact to the byte for Llama, Qwen2, Phi-3 and GPT-NeoX layers, qlora/lora/full, fp32/bf16, with and
+without checkpointing, dropout and padding (tests/test_predict.py). Per token of one layer (Llama):
   RMSNorm x2        fp32 copy of the input 4h + 1/rms 4              (not in layer 0 with a frozen embedding)
+                    full: + the normalised input E x h (for the norm weight's gradient)
   projections       LoRA: the adapter input, 4h per adapted layer when E = 2 (peft casts x to the
                     adapters' fp32: one copy each), shared with the model's tensor when E = 4;
-                    A x: 4r each. A 4-bit or frozen base weight saves nothing (bnb keeps only the
-                    packed weight; no weight gradient is needed). full: the input of every Linear, E x in
+                    A x: 4r each; with dropout the fp32 dropout output 4 x in + its mask (bool on CUDA,
+                    an fp32 noise tensor on the CPU). A 4-bit or frozen base weight saves nothing (bnb
+                    keeps only the packed weight: no weight gradient). full: every Linear's input E x in
   attention (SDPA)  q, k, v, output  E x (2 x heads + 2 x kv_heads) x head_dim + logsumexp 4 x heads
-                    (flash/CPU kernels keep k, v at kv_heads width: transformers passes enable_gqa when
-                    there is no padding mask; with padding k and v are repeated to all heads first)
+                    (k, v stay at kv_heads width: transformers passes enable_gqa when there is no padding
+                    mask; with padding, k and v are repeated to all heads and each layer keeps a float
+                    [B, 1, T, T] mask: + B x T^2 x E per layer)
   MLP (SiLU-gated)  gate, silu(gate), up: 3 x E x I, + the down_proj input E x I when it is saved
   rotary tables     cos and sin, once per forward: 2 x T x head_dim x E
-GPT-NeoX (polyglot) differs: LayerNorm keeps x, mean, rstd (E x h + 8; the two norms of a parallel-
-residual layer share x); fused query_key_value output 3h is kept whole because v is a view of it;
-rotary on rotary_pct of each head; a contiguous copy of the attention output E x h feeds `dense`;
-GELU keeps its input E x I.
+Phi-3's fused qkv_proj / gate_up_proj are kept whole where a view of them is saved, and its attention
+output reaches o_proj as a copy. GPT-NeoX (polyglot) differs: LayerNorm keeps x, mean, rstd (E x h + 8;
+the two norms of a parallel-residual layer share x); the fused query_key_value output 3h is kept whole
+because v is a view of it; rotary on rotary_pct of each head; a copy of the attention output E x h feeds
+`dense`; GELU keeps its input E x I.
 With --ckpt (non-reentrant checkpointing) a layer keeps only its input, E x h per token (layer 0 too),
 and the rotary tables are held by the recomputation closure, outside the count.
 Loss (engine/loss.py), N = label tokens in the micro-batch (default B x (T-1): dummy data labels all):

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Callable
 
 from engine.io import atomic_write_text
+from engine.memory import format_bytes
 from engine.predict import GIB, MEMORY_COMPONENTS, OPTIMIZERS, PEFT_MODES, predict_for_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,13 +167,14 @@ def _fmt_err(e: float | None) -> str:
 
 
 def comparison_lines(result: PointResult) -> list[str]:
-    lines = [f"  {'component':<18}{'predicted GiB':>15}{'measured GiB':>15}{'error':>10}"]
+    lines = [f"  {'component':<18}{'predicted':>14}{'measured':>14}{'error':>10}"]
     for key in MEMORY_COMPONENTS:
-        lines.append(f"  {key:<18}{_fmt_gib(result.predicted[key]):>15}{_fmt_gib(result.measured.get(key)):>15}"
+        lines.append(f"  {key:<18}{format_bytes(result.predicted[key]):>14}{format_bytes(result.measured.get(key)):>14}"
                      f"{_fmt_err(result.errors.get(key)):>10}")
     pred_peak, meas_peak = peaks(result.predicted, result.measured)
     label = "peak_allocated" if result.measured.get("peak_allocated") is not None else "tracked total"
-    lines.append(f"  {label:<18}{_fmt_gib(pred_peak):>15}{_fmt_gib(meas_peak):>15}{_fmt_err(result.errors.get('peak')):>10}")
+    lines.append(f"  {label:<18}{format_bytes(pred_peak):>14}{format_bytes(meas_peak):>14}"
+                 f"{_fmt_err(result.errors.get('peak')):>10}")
     return lines
 
 
@@ -188,8 +190,8 @@ def run_sweep(points: list[SweepPoint], *, model: str, steps: int, out_dir: Path
     for index, point in enumerate(points, 1):
         predicted = predict_for_spec(model, peft=point.peft, optim=point.optim, batch_size=point.batch_size,
                                      seq_len=point.seq_len, ckpt=point.ckpt, accum=point.accum, **(predict_kwargs or {}))
-        log(f"[{index}/{len(points)}] {point.name}: predicted peak {_fmt_gib(predicted['peak_allocated'])} GiB "
-            f"(activations {_fmt_gib(predicted['activations'])}, optimizer {_fmt_gib(predicted['optimizer'])})")
+        log(f"[{index}/{len(points)}] {point.name}: predicted peak {format_bytes(predicted['peak_allocated'])} "
+            f"(activations {format_bytes(predicted['activations'])}, optimizer {format_bytes(predicted['optimizer'])})")
         run_dir = out_dir / point.name
         outcome = runner(train_argv(point, model=model, steps=steps, run_dir=run_dir, memory_snapshot=memory_snapshot,
                                     extra=list(extra)), out_dir / f"{point.name}.log")
@@ -208,7 +210,7 @@ def run_sweep(points: list[SweepPoint], *, model: str, steps: int, out_dir: Path
                 log("\n".join(comparison_lines(result)))
                 timeline_figure(run_dir)
         results.append(result)
-    write_outputs(results, out_dir, model=model)
+        write_outputs(results, out_dir, model=model)  # after every configuration: a cut-short sweep keeps its rows
     return results
 
 
