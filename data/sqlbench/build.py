@@ -11,7 +11,6 @@ into train and test, so test asks questions (and queries) that train never shows
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import sqlite3
