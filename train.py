@@ -184,6 +184,20 @@ def run(cfg: TrainConfig) -> RunResult:
         atomic_write_json(run_dir / "config.json", cfg.to_dict())
 
     # ------------------------------------------------------------------------------------------
+    # Evaluate before training: LoRA B starts at zero, so this *is* the base model.
+    base_report = None
+    if cfg.eval:
+        from eval.evaluate import evaluation_data, evaluate_model
+
+        if dist_env.enabled:
+            raise ConfigError("--eval runs in a single process; evaluate the adapter afterwards with python -m eval.evaluate")
+        eval_examples, eval_db_root = evaluation_data("bundled", cfg.eval_split)
+        if start.step == 0:  # a resumed model is no longer the base
+            say(f"evaluating the base model on bundled [{cfg.eval_split}] ...")
+            base_report = evaluate_model(model, tokenizer, eval_examples, eval_db_root, run_dir / "eval-base",
+                                         limit=cfg.eval_limit, log=say)
+
+    # ------------------------------------------------------------------------------------------
     # Train.
     started = time.perf_counter()
     records = train(cfg, model, data, optimizer, scheduler, device=device, run_dir=run_dir, start=start,
@@ -205,6 +219,17 @@ def run(cfg: TrainConfig) -> RunResult:
                                                     "grads", "optimizer", "optimizer_paged", "activations",
                                                     "peak_allocated", "reserved")))
     say(f"adapter: {adapter_dir} | metrics: {run_dir / 'metrics.jsonl'}")
+
+    # ------------------------------------------------------------------------------------------
+    # Evaluate after training, and show the gain.
+    if cfg.eval:
+        from eval.report import format_comparison
+
+        say(f"evaluating the fine-tuned model on bundled [{cfg.eval_split}] ...")
+        final_report = evaluate_model(model, tokenizer, eval_examples, eval_db_root, run_dir / "eval-final",
+                                      limit=cfg.eval_limit, log=say)
+        if base_report is not None:
+            say(format_comparison(base_report, final_report))
     if cfg.max_steps > 0:
         say(f"train longer with --max-steps N (this run: {cfg.max_steps}), or --max-steps -1 --epochs 1 for a full epoch")
     return RunResult(model=model, records=records, run_dir=run_dir)

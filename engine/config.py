@@ -93,6 +93,15 @@ class TrainConfig:
     """Apply the LM head and the loss only where the label is not -100 (the answer tokens): the vocab-wide
     logits of the prompt are never built. --no-loss-on-labels-only builds logits everywhere like HF models."""
 
+    # ---- evaluation ---------------------------------------------------------------------------
+    eval: bool = False
+    """Measure text-to-SQL execution accuracy before and after training (greedy decoding, results executed
+    on read-only SQLite) and print both tables and the gain; reports in <out>/eval-base and <out>/eval-final."""
+    eval_split: str = "heldout"
+    """Bundled benchmark split for --eval: heldout (a domain never trained on) or test (in-domain)."""
+    eval_limit: Optional[int] = None
+    """Evaluate only this many examples, spread evenly over the split (default: all of it)."""
+
     # ---- run --------------------------------------------------------------------------------
     seed: int = 1234
     """Seed for data order, LoRA initialisation and random-init presets (seed 000 uses 1234)."""
@@ -137,6 +146,7 @@ class TrainConfig:
         need(0 <= self.lora_dropout < 1, f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
         need(self.log_every >= 1, f"--log-every must be >= 1, got {self.log_every}")
         need(self.save_every >= 0, f"--save-every must be >= 0, got {self.save_every}")
+        need(self.eval_limit is None or self.eval_limit >= 1, f"--eval-limit must be >= 1, got {self.eval_limit}")
         need(self.dist_timeout > 0, f"--dist-timeout must be > 0, got {self.dist_timeout}")
         need(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
              f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
