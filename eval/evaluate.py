@@ -237,8 +237,9 @@ def run(args: argparse.Namespace) -> dict:
                                                   compute_dtype=compute_dtype, device=device)
     print(f"model {description['model']} | adapter {description['adapter']} | base weights "
           f"{description['base_quant']} | {description['compute_dtype']} on {device}")
-    settings = dict(description, data=args.data, split=args.split, device=str(device), merged_from=args.adapter
-                    if args.merge else None)
+    split = args.split if args.data == "bundled" or Path(args.data).is_dir() else None  # files have no splits
+    settings = dict(description, data=args.data, split=split, device=str(device),
+                    merged_from=args.adapter if args.merge else None)
     report = evaluate_model(model, tokenizer, examples, db_root, args.out, batch_size=args.batch_size,
                             max_new_tokens=args.max_new_tokens, limit=args.limit, settings=settings)
     if baseline is not None:
