@@ -18,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from engine.io import atomic_write_bytes  # noqa: E402
 
@@ -69,7 +70,7 @@ def components_figure(rows: list[dict], path: Path, title: str = "memory per con
     ax.set_xticks(range(len(rows)), [r["name"] for r in rows], rotation=35, ha="right", fontsize=8)
     ax.set_ylabel("GiB")
     ax.set_title(f"{title} (left: measured, right hatched: predicted)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a bar
     return _save(fig, path)
 
 
@@ -94,9 +95,10 @@ def timeline_figure(run_dir: Path, path: Path | None = None) -> Path:
         if any(v is not None for v in values):
             ax.plot(steps, [(v or 0) / GIB for v in values], "k" + style, lw=1.5, label=f"CUDA {key}")
     ax.set_xlabel("optimizer step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("GiB")
     ax.set_title(f"{Path(run_dir).name}: memory per step")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, Path(path) if path else Path(run_dir) / "timeline.png")
 
 

@@ -208,7 +208,7 @@ def test_cli_prints_table_and_verdict(capsys):
                  "--ckpt", "--budget", "24GiB"]) == 0
     out = capsys.readouterr().out
     assert "params_4bit" in out and "peak_allocated" in out
-    assert "fits in 24 GiB" in out
+    assert "fits in 24GiB = 24.000 GiB" in out
     best = int(out.rsplit("largest batch size that fits: ", 1)[1].split()[0])
     assert best == largest_batch_that_fits(preset_config("llama-3.2-1b"), 24 * GIB, peft="qlora", seq_len=512,
                                            ckpt=True, compute_dtype="bf16", optim="paged_adamw_8bit")
