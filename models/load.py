@@ -89,11 +89,19 @@ def _from_pretrained(cls, name: str, **kwargs):
 
 def load_tokenizer(spec: str):
     """The tokenizer for `spec`: the bundled SmolLM2 one (ChatML, pad == eos == <|im_end|>) for the
-    bundled model and for every arch: preset, the checkpoint's own otherwise."""
+    bundled model and for every arch: preset, the checkpoint's own otherwise.
+
+    A tokenizer without a pad token gets pad = eos (seed 000 does the same; some transformers versions
+    drop SmolLM2's pad token when converting the GGUF). Safe here because padding is masked by
+    position in data/batching.collate, never by token id, so the learned end-of-turn stays labelled."""
     if is_random_init(spec):
         _preset_name(spec)  # reject unknown presets here too
-        return transformers.AutoTokenizer.from_pretrained(bundled_model_dir())
-    return _from_pretrained(transformers.AutoTokenizer, _checkpoint(spec))
+        tokenizer = transformers.AutoTokenizer.from_pretrained(bundled_model_dir())
+    else:
+        tokenizer = _from_pretrained(transformers.AutoTokenizer, _checkpoint(spec))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def _build_base(spec: str, compute_dtype: torch.dtype, device: torch.device, on_device: bool) -> nn.Module:
