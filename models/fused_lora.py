@@ -1,0 +1,113 @@
+"""One autograd node per LoRA layer instead of peft's chain of generic ones.
+
+For every adapted projection (7 per Llama block) peft's `lora.Linear.forward` computes
+
+    y = base(x) + B(A(x.to(fp32))) * s     then .to(y's dtype)
+
+as separate operations: cast, mm, mm, mul over [N, out], add over [N, out] (promoted to fp32 when the
+model is bf16), cast back; autograd records a node for each. With a bf16 model (GPU) every layer also
+keeps its own fp32 copy of x for backward (lora_A's input): q, k and v each save one of the same activation.
+
+`LoRALinearFunction` does the same arithmetic in one node:
+
+    forward   y = base(x) + s * (x A^T) B^T      base(x): the frozen layer's own forward (bnb's 4-bit
+              matmul for QLoRA), run as is; the LoRA product is accumulated into it by one GEMM
+              (addmm), in the adapters' dtype like peft, and rounded once to y's dtype;
+              saved: x (one tensor, shared by the projections reading it) and xa = x A^T  [N, r]
+    backward  dB = g^T (s * xa)      [out, r]
+              dA = (s * g B)^T x     [r, in]      (the scale lands on [N, r] factors, never on [N, out])
+              dx = g W + (s * g B) A              W dequantised once, as bnb's backward does; skipped
+                                                  when x needs no gradient (the first block's inputs)
+
+Same numbers as peft up to the order of float additions (tests/test_fused_lora.py). Layers it does not
+cover (dropout > 0, several or disabled adapters, merged weights, DoRA, trainable base) keep peft's forward.
+"""
+
+from __future__ import annotations
+
+import types
+
+import bitsandbytes as bnb
+import torch
+from torch import nn
+
+
+class LoRALinearFunction(torch.autograd.Function):
+    """y = base(x) + scaling * (x @ A^T) @ B^T for a frozen linear `base` (see the module docstring)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor, base: nn.Module,
+                scaling: float) -> torch.Tensor:
+        y = base(x)  # autograd is off inside forward: bnb takes its inference path, the same kernel
+        xa = x.to(lora_a.dtype) @ lora_a.t()  # [.., r]; in bf16 the fp32 copy of x is NOT kept for backward
+        # One GEMM that accumulates into y: no separate mul and add passes over [N, out]. Like peft, the sum
+        # is formed in the adapters' dtype (fp32) and rounded once to y's dtype (a no-op in fp32).
+        y = torch.addmm(y.reshape(-1, y.shape[-1]).to(xa.dtype), xa.reshape(-1, xa.shape[-1]), lora_b.t(),
+                        alpha=scaling).to(y.dtype).view(y.shape)
+        ctx.base, ctx.scaling = base, scaling
+        ctx.save_for_backward(x, xa, lora_a, lora_b)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor):
+        x, xa, lora_a, lora_b = ctx.saved_tensors
+        s = ctx.scaling
+        g = grad_y.reshape(-1, grad_y.shape[-1])  # [N, out]
+        g_lora = g.to(lora_b.dtype)
+        xa2 = xa.reshape(-1, xa.shape[-1])  # [N, r]
+        grad_b = g_lora.t() @ (xa2 * s)  # [out, r]
+        gxa = (g_lora @ lora_b) * s  # [N, r]: gradient at the rank-r bottleneck
+        grad_a = gxa.t() @ x.reshape(-1, x.shape[-1]).to(lora_a.dtype)  # [r, in]
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = g @ _frozen_weight(ctx.base, g.dtype)
+            if grad_x.dtype == gxa.dtype:
+                grad_x.addmm_(gxa, lora_a)
+            else:
+                grad_x += (gxa @ lora_a).to(grad_x.dtype)
+            grad_x = grad_x.view(x.shape).to(x.dtype)
+        return grad_x, grad_a, grad_b, None, None
+
+
+def _frozen_weight(base: nn.Module, dtype: torch.dtype) -> torch.Tensor:
+    """The base layer's weight [out, in] in `dtype`: dequantised from 4 bits as bnb's own backward does."""
+    weight = base.weight
+    if isinstance(base, bnb.nn.Linear4bit):
+        return bnb.functional.dequantize_4bit(weight.data, weight.quant_state).to(dtype)
+    return weight.to(dtype)
+
+
+def _fused_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """Bound to a peft lora.Linear instance in place of its forward."""
+    if args or kwargs or not _fusable(self):
+        return type(self).forward(self, x, *args, **kwargs)
+    name = self.active_adapters[0]
+    return LoRALinearFunction.apply(x, self.lora_A[name].weight, self.lora_B[name].weight, self.base_layer,
+                                     self.scaling[name])
+
+
+def _fusable(layer: nn.Module) -> bool:
+    """True when the layer computes exactly base(x) + s * B(A(x)) with one plain adapter."""
+    if layer.disable_adapters or layer.merged or len(layer.active_adapters) != 1:
+        return False
+    name = layer.active_adapters[0]
+    return (name in layer.lora_A and name not in getattr(layer, "lora_variant", {})
+            and isinstance(layer.lora_dropout[name], nn.Identity)
+            and isinstance(layer.base_layer, nn.Linear)  # bnb's Linear4bit is one too
+            and not any(p.requires_grad for p in layer.base_layer.parameters())
+            and layer.lora_A[name].bias is None and layer.lora_B[name].bias is None)
+
+
+def fuse_lora_layers(model: nn.Module) -> int:
+    """Route every peft LoRA layer on a linear base (4-bit or float) through LoRALinearFunction, in place.
+    Returns how many layers qualify now; the others, and any layer at a moment it stops qualifying
+    (e.g. adapters disabled for evaluation), run peft's own forward. Idempotent."""
+    from peft.tuners.lora.bnb import Linear4bit as LoraLinear4bit  # peft's class for from_pretrained 4-bit models
+    from peft.tuners.lora.layer import Linear as LoraLinear  # and for ours (quantised by models/quantize.py)
+
+    fused = 0
+    for module in model.modules():
+        if isinstance(module, (LoraLinear, LoraLinear4bit)):
+            module.forward = types.MethodType(_fused_forward, module)
+            fused += _fusable(module)
+    return fused

@@ -1,0 +1,118 @@
+"""The one-node LoRA layer computes what peft computes: losses, gradients and training steps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.checkpoint import TrainState
+from engine.config import TrainConfig
+from engine.loop import TrainData, train
+from engine.loss import CausalLMLoss
+from engine.optim import create_optimizer
+from engine.schedule import create_scheduler
+from models.fused_lora import LoRALinearFunction, fuse_lora_layers
+from models.load import load_model
+
+CPU = torch.device("cpu")
+TINY_LORA_LAYERS = 2 * 7  # arch:tiny: 2 blocks x (q, k, v, o, gate, up, down)
+
+
+def tiny(peft: str = "qlora", dtype: torch.dtype = torch.float32, **kwargs) -> torch.nn.Module:
+    model = load_model("arch:tiny", peft=peft, compute_dtype=dtype, device=CPU, seed=0, **kwargs)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # B starts at zero, which would make every A gradient zero
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    return model
+
+
+def batch() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 40000, (3, 40), generator=g)
+    labels = ids.clone()
+    labels[:, :25] = -100
+    mask = torch.ones_like(ids)
+    mask[2, 30:], labels[2, 30:] = 0, -100  # one padded row
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def loss_and_grads(model, *, fused: bool, ckpt: bool) -> tuple[float, dict[str, torch.Tensor]]:
+    if ckpt:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    if fused:
+        assert fuse_lora_layers(model) == TINY_LORA_LAYERS
+    loss = CausalLMLoss(model, label_only=True)(**batch())
+    loss.backward()
+    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("peft", ["qlora", "lora"])
+@pytest.mark.parametrize("ckpt", [False, True])
+def test_same_loss_and_gradients_as_peft(peft, ckpt):
+    loss_peft, grads_peft = loss_and_grads(tiny(peft), fused=False, ckpt=ckpt)
+    loss_fused, grads_fused = loss_and_grads(tiny(peft), fused=True, ckpt=ckpt)
+    assert loss_fused == pytest.approx(loss_peft, rel=1e-6)
+    assert grads_fused.keys() == grads_peft.keys() and len(grads_peft) == 2 * TINY_LORA_LAYERS
+    for name, grad in grads_peft.items():
+        torch.testing.assert_close(grads_fused[name], grad, rtol=1e-5, atol=1e-6 * grad.abs().max().item())
+
+
+def test_bf16_model_keeps_fp32_adapter_arithmetic():
+    """bf16 activations, fp32 adapters (the GPU set-up): same loss; gradients within bf16 rounding."""
+    loss_peft, grads_peft = loss_and_grads(tiny(dtype=torch.bfloat16), fused=False, ckpt=True)
+    loss_fused, grads_fused = loss_and_grads(tiny(dtype=torch.bfloat16), fused=True, ckpt=True)
+    assert loss_fused == pytest.approx(loss_peft, rel=1e-3)
+    for name, grad in grads_peft.items():
+        assert grads_fused[name].dtype == torch.float32
+        assert (grads_fused[name] - grad).abs().max() <= 0.02 * grad.abs().max()
+
+
+def test_gradcheck_against_finite_differences():
+    """The hand-written backward, in float64 on a plain linear base."""
+    base = torch.nn.Linear(6, 5, bias=True).double().requires_grad_(False)
+    x = torch.randn(2, 3, 6, dtype=torch.float64, requires_grad=True)
+    a = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, a, b: LoRALinearFunction.apply(x, a, b, base, 0.5), (x, a, b))
+
+
+def test_layers_it_does_not_cover_keep_peft_forward():
+    model = tiny(lora_dropout=0.1)
+    assert fuse_lora_layers(model) == 0  # dropout on the LoRA input: peft's forward runs
+    model = tiny()
+    reference = model(input_ids=batch()["input_ids"]).logits
+    fuse_lora_layers(model)
+    assert fuse_lora_layers(model) == TINY_LORA_LAYERS  # idempotent
+    torch.testing.assert_close(model(input_ids=batch()["input_ids"]).logits, reference)
+    with model.disable_adapter():  # adapters off: the base model's logits, through peft's own path
+        base_logits = model(input_ids=batch()["input_ids"]).logits
+    assert not torch.allclose(base_logits, reference)
+
+
+def test_training_steps_match_the_plain_loop(tmp_path):
+    """Three optimizer steps with accumulation through engine.loop.train: the same losses, fused or not."""
+    g = torch.Generator().manual_seed(3)
+    input_ids, labels = [], []
+    for n in range(16):
+        prompt, answer = 8 + n % 5, 3 + n % 4
+        ids = torch.randint(3, 2000, (prompt + answer,), generator=g).tolist()
+        input_ids.append(ids)
+        labels.append([-100] * prompt + ids[prompt:])
+    data = TrainData(input_ids=input_ids, labels=labels, pad_token_id=2)
+    losses = {}
+    for fused in (False, True):
+        model = tiny()
+        if fused:
+            fuse_lora_layers(model)
+        cfg = TrainConfig(model="arch:tiny", batch_size=2, accum=2, ckpt=True, max_steps=3, warmup=0, optim="adamw",
+                          lr=1e-3)
+        optimizer = create_optimizer(model, name="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
+        scheduler = create_scheduler(optimizer, kind="constant", warmup_steps=0, total_steps=3)
+        records = train(cfg, model, data, optimizer, scheduler, device=CPU, run_dir=tmp_path / str(fused),
+                        start=TrainState(), total_steps=3, is_peft=True)
+        losses[fused] = [r["loss"] for r in records]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-5)
+    assert losses[False][0] != losses[False][-1]  # it trains
