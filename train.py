@@ -22,29 +22,13 @@ import torch
 
 from engine.checkpoint import TrainState, checkpoint_config, find_checkpoint, load_checkpoint, save_adapter
 from engine.config import ConfigError, TrainConfig, parse_config
+from engine.device import resolve_compute_dtype, resolve_device
 from engine.distributed import LaunchError, init_distributed, launch_environment, shutdown
 from engine.io import atomic_write_json, atomic_write_text
 from engine.loop import TrainData, total_optimizer_steps, train
 from engine.memory import format_bytes, tracked_total
 from engine.optim import create_optimizer, resolve_optimizer_name
 from engine.schedule import create_scheduler
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: CUDA is not available on this machine")
-    return torch.device(name)
-
-
-def resolve_compute_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        # bf16 has fp32's exponent range (no loss scaling needed) but is emulated on CPUs without
-        # AVX512-BF16/AMX, where it runs ~20x slower than fp32.
-        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if cuda_bf16 else torch.float32
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
 
 
 def fold_token_ids(input_ids: list[list[int]], labels: list[list[int]], vocab_size: int

@@ -30,6 +30,7 @@ import torch
 import transformers
 from torch import nn
 
+from engine.device import resolve_compute_dtype, resolve_device
 from eval.generate import extract_sql, generate
 from eval.report import (build_report, check_databases, check_gold, format_comparison, format_table,
                          load_report, score_predictions, write_report)
@@ -196,23 +197,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "side by side with this one, with the gain in points")
     p.add_argument("--out", required=True, help="output directory for eval.json, mistakes.csv, gold.txt, pred.txt")
     return p
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
-    return torch.device(name)
-
-
-def resolve_compute_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":  # bf16 matmuls are emulated, ~20x slower, on CPUs without AVX512-BF16
-        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if cuda_bf16 else torch.float32
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
 
 
 def run(args: argparse.Namespace) -> dict:

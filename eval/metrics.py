@@ -17,7 +17,7 @@ from typing import Any
 import sqlparse
 from sqlparse import tokens as T
 
-from eval.sqlite_exec import QueryError, execute
+from eval.sqlite_exec import QueryError, execute, split_statements
 
 # Words that are SQL syntax in the SELECT subset we evaluate. sqlparse also tags many ordinary
 # column names as keywords (year, type, level, position, result, ...); those are identifiers here.
@@ -106,10 +106,11 @@ def _join_words(words: list[tuple[str, bool]]) -> str:
 
 
 def exact_match(pred: str, gold: str) -> bool:
-    """Normalised text equality; an empty gold query is a data error."""
+    """Normalised text equality; an empty gold query is a data error. A prediction with more than one
+    statement is wrong (normalize_sql reads the first statement only)."""
     if not gold.strip():
         raise ValueError("gold SQL is empty")
-    return normalize_sql(pred) == normalize_sql(gold)
+    return len(split_statements(pred)) == 1 and normalize_sql(pred) == normalize_sql(gold)
 
 
 def gold_is_ordered(gold_sql: str) -> bool:

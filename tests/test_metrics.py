@@ -227,3 +227,9 @@ def test_execution_match_float_aggregates(conn: sqlite3.Connection) -> None:
 def test_failing_gold_raises(conn: sqlite3.Connection) -> None:
     with pytest.raises(QueryError, match="^gold query failed: .*no such column: colour"):
         execution_match(conn, "SELECT 1", "SELECT colour FROM item")
+
+
+def test_exact_match_rejects_a_second_statement():
+    assert exact_match("SELECT name FROM t", "SELECT name FROM t")
+    assert not exact_match("SELECT name FROM t; SELECT 1", "SELECT name FROM t")
+    assert not exact_match("SELECT name FROM t; DROP TABLE t", "SELECT name FROM t")
