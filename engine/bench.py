@@ -31,7 +31,6 @@ import os
 import random
 import resource
 import shlex
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -121,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"ours {flags}".strip() for flags in LADDER))
     p.add_argument("--ours-flags", default="", help="train.py flags for every ours system, e.g. \"--group-by-length\"")
     p.add_argument("--repeats", type=int, default=1,
-                   help="run the system list this many times, interleaved; the table shows each system's median run")
+                   help="run the system list this many times, interleaved; the table shows each system's fastest run")
     p.add_argument("--peak-tflops", type=float, default=H100_SXM_BF16_DENSE_TFLOPS,
                    help="device peak dense TFLOP/s for MFU (default: H100 SXM bf16, 989)")
     p.add_argument("--out", default=None, help="directory for bench.json and bench.md (default runs/bench-<time>)")
@@ -174,7 +173,7 @@ def ours_config(args: BenchArgs, system: str) -> tuple[TrainConfig, dict[str, bo
     """(TrainConfig, speed switches) for an "ours ..." system: the bench's shared settings, then
     --ours-flags, then the system's own flags, parsed by train.py's own parser."""
     flags = shlex.split(args.ours_flags) + split_system(system)[1]
-    pending = argparse.ArgumentParser(add_help=False)
+    pending = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     for name, flag in SPEED_SWITCHES.items():
         if name not in fields:
@@ -316,7 +315,7 @@ def run_ours(args: BenchArgs, system: str, device: torch.device, dtype: torch.dt
     if device.type == "cuda":  # the loop resets the peak counters each step; reserved never shrinks here
         memory["peak_reserved"] = max(memory["peak_reserved"] or 0, torch.cuda.max_memory_reserved(device))
     return result_record(args, model, data, steps, wall=wall, cpu=cpu, losses=[r["loss"] for r in records],
-                         memory=memory, switches=switches)
+                         step_times=[r["step_s"] for r in timed], memory=memory, switches=switches)
 
 
 def run_hf(args: BenchArgs, device: torch.device, dtype: torch.dtype) -> dict:
@@ -377,7 +376,9 @@ def run_hf(args: BenchArgs, device: torch.device, dtype: torch.dtype) -> dict:
               "device_used": max(clock.used) if on_cuda else None}
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     return result_record(args, model, data, steps, wall=clock.wall[last] - clock.wall[first],
-                         cpu=clock.cpu[last] - clock.cpu[first], losses=losses, memory=memory, switches={})
+                         cpu=clock.cpu[last] - clock.cpu[first], losses=losses,
+                         step_times=[b - a for a, b in zip(clock.wall[first:last], clock.wall[first + 1:])],
+                         memory=memory, switches={})
 
 
 def reset_peaks(device: torch.device) -> None:
@@ -388,8 +389,9 @@ def reset_peaks(device: torch.device) -> None:
 
 
 def result_record(args: BenchArgs, model, data, steps: list[list[list[int]]], *, wall: float, cpu: float,
-                  losses: list[float], memory: dict, switches: dict) -> dict:
-    """`steps`: example indices per micro-batch per optimizer step, warm-up steps included."""
+                  losses: list[float], step_times: list[float], memory: dict, switches: dict) -> dict:
+    """`steps`: example indices per micro-batch per optimizer step, warm-up steps included;
+    `step_times`: seconds of each timed step (a disturbed step stands out in bench.json)."""
     micro_batches = [batch for step in steps[args.warmup_steps:] for batch in step]
     timed = [i for batch in micro_batches for i in batch]
     tokens = sum(data.lengths[i] for i in timed)
@@ -401,7 +403,9 @@ def result_record(args: BenchArgs, model, data, steps: list[list[list[int]]], *,
         "label_tokens": sum(sum(1 for t in data.labels[i][1:] if t != -100) for i in timed),
         "sum_sq_lengths": sum(data.lengths[i] ** 2 for i in timed),
         "wall_s": wall, "cpu_s": cpu, "tokens_per_s": tokens / wall, "step_s": wall / args.steps,
-        "cpu_s_per_step": cpu / args.steps, "losses": losses, **memory,
+        "cpu_s_per_step": cpu / args.steps, "losses": losses, "step_times": step_times,
+        "step_tokens": [sum(data.lengths[i] for batch in step for i in batch) for step in steps[args.warmup_steps:]],
+        **memory,
         "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # Linux reports KiB
         "switches": switches, **model_facts(model),
     }
@@ -461,14 +465,16 @@ def mfu(run: dict, peak_tflops: float) -> float:
 
 
 def summarise(runs: list[dict], systems: list[str], peak_tflops: float) -> list[dict]:
-    """One row per system: its median run by tokens/s (all runs stay in bench.json), ratios against hf."""
+    """One row per system: its fastest run (all runs stay in bench.json), ratios against hf. Fastest,
+    not median: on a shared machine other processes only ever slow a run down (timeit's reasoning), and
+    one disturbed run of two would otherwise decide the ratio."""
     rows = []
     for system in systems:
-        ok = sorted((r for r in runs if r["system"] == system and "error" not in r), key=lambda r: r["tokens_per_s"])
+        ok = [r for r in runs if r["system"] == system and "error" not in r]
         if not ok:
             rows.append({"system": system, "error": next(r["error"] for r in runs if r["system"] == system)})
             continue
-        row = dict(ok[(len(ok) - 1) // 2], runs=len(ok))
+        row = dict(max(ok, key=lambda r: r["tokens_per_s"]), runs=len(ok))
         row["mfu"] = mfu(row, peak_tflops)
         rows.append(row)
     hf = next((r for r in rows if r["system"] == "hf" and "error" not in r), None)

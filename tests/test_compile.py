@@ -29,8 +29,9 @@ def variable_length_data() -> TrainData:
     return TrainData(input_ids=input_ids, labels=labels, pad_token_id=2)
 
 
-def losses(tmp_path, *, compiled: bool, fused: bool) -> list[float]:
-    model = load_model("arch:tiny", peft="qlora", compute_dtype=torch.float32, device=CPU, seed=0)
+def losses(tmp_path, *, compiled: bool, fused: bool, device: torch.device = CPU,
+           dtype: torch.dtype = torch.float32) -> list[float]:
+    model = load_model("arch:tiny", peft="qlora", compute_dtype=dtype, device=device, seed=0)
     if fused:
         fuse_lora_layers(model)
     if compiled:
@@ -38,7 +39,7 @@ def losses(tmp_path, *, compiled: bool, fused: bool) -> list[float]:
     cfg = TrainConfig(model="arch:tiny", batch_size=2, accum=2, ckpt=True, max_steps=3, warmup=0, optim="adamw", lr=1e-3)
     optimizer = create_optimizer(model, name="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = create_scheduler(optimizer, kind="constant", warmup_steps=0, total_steps=3)
-    records = train(cfg, model, variable_length_data(), optimizer, scheduler, device=CPU,
+    records = train(cfg, model, variable_length_data(), optimizer, scheduler, device=device,
                     run_dir=tmp_path / f"{compiled}-{fused}", start=TrainState(), total_steps=3, is_peft=True)
     return [r["loss"] for r in records]
 
@@ -50,6 +51,17 @@ def test_compiled_layers_train_like_eager(tmp_path, fused):
     compiled = losses(tmp_path, compiled=True, fused=fused)
     assert compiled == pytest.approx(eager, rel=1e-5)
     assert eager[0] != eager[-1]  # it trains, so steps 2 and 3 check the updated weights too
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_compiled_layers_train_like_eager_on_cuda(tmp_path):
+    """bf16 on CUDA (inductor's Triton kernels): the losses agree to bf16 precision."""
+    torch._dynamo.reset()
+    cuda = torch.device("cuda")
+    eager = losses(tmp_path, compiled=False, fused=True, device=cuda, dtype=torch.bfloat16)
+    compiled = losses(tmp_path, compiled=True, fused=True, device=cuda, dtype=torch.bfloat16)
+    assert compiled == pytest.approx(eager, rel=1e-2)
 
 
 def test_model_without_decoder_layers_is_refused():

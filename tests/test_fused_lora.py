@@ -18,8 +18,9 @@ CPU = torch.device("cpu")
 TINY_LORA_LAYERS = 2 * 7  # arch:tiny: 2 blocks x (q, k, v, o, gate, up, down)
 
 
-def tiny(peft: str = "qlora", dtype: torch.dtype = torch.float32, **kwargs) -> torch.nn.Module:
-    model = load_model("arch:tiny", peft=peft, compute_dtype=dtype, device=CPU, seed=0, **kwargs)
+def tiny(peft: str = "qlora", dtype: torch.dtype = torch.float32, device: torch.device = CPU,
+         **kwargs) -> torch.nn.Module:
+    model = load_model("arch:tiny", peft=peft, compute_dtype=dtype, device=device, seed=0, **kwargs)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():  # B starts at zero, which would make every A gradient zero
         for name, p in model.named_parameters():
@@ -44,7 +45,8 @@ def loss_and_grads(model, *, fused: bool, ckpt: bool) -> tuple[float, dict[str, 
     model.train()
     if fused:
         assert fuse_lora_layers(model) == TINY_LORA_LAYERS
-    loss = CausalLMLoss(model, label_only=True)(**batch())
+    device = next(model.parameters()).device
+    loss = CausalLMLoss(model, label_only=True)(**{k: v.to(device) for k, v in batch().items()})
     loss.backward()
     return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
@@ -60,14 +62,21 @@ def test_same_loss_and_gradients_as_peft(peft, ckpt):
         torch.testing.assert_close(grads_fused[name], grad, rtol=1e-5, atol=1e-6 * grad.abs().max().item())
 
 
-def test_bf16_model_keeps_fp32_adapter_arithmetic():
+def test_bf16_model_keeps_fp32_adapter_arithmetic(device: torch.device = CPU):
     """bf16 activations, fp32 adapters (the GPU set-up): same loss; gradients within bf16 rounding."""
-    loss_peft, grads_peft = loss_and_grads(tiny(dtype=torch.bfloat16), fused=False, ckpt=True)
-    loss_fused, grads_fused = loss_and_grads(tiny(dtype=torch.bfloat16), fused=True, ckpt=True)
+    loss_peft, grads_peft = loss_and_grads(tiny(dtype=torch.bfloat16, device=device), fused=False, ckpt=True)
+    loss_fused, grads_fused = loss_and_grads(tiny(dtype=torch.bfloat16, device=device), fused=True, ckpt=True)
     assert loss_fused == pytest.approx(loss_peft, rel=1e-3)
     for name, grad in grads_peft.items():
         assert grads_fused[name].dtype == torch.float32
         assert (grads_fused[name] - grad).abs().max() <= 0.02 * grad.abs().max()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bf16_on_cuda():
+    """The same check where it matters: bnb's CUDA 4-bit kernels, bf16 activations."""
+    test_bf16_model_keeps_fp32_adapter_arithmetic(torch.device("cuda"))
 
 
 def test_gradcheck_against_finite_differences():
