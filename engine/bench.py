@@ -145,7 +145,7 @@ def parse_args(argv: list[str] | None) -> tuple[BenchArgs, list[str] | None]:
         raise BenchError(f"--peak-tflops must be > 0, got {args.peak_tflops}")
     from models.load import ARCH_PREFIX, is_random_init
     from models.presets import PRESETS
-    from train import resolve_device
+    from engine.device import resolve_device
 
     resolve_device(args.device)  # no CUDA here: one line now, not one failed process per system
     if is_random_init(args.model) and args.model[len(ARCH_PREFIX):] not in PRESETS:
@@ -412,7 +412,7 @@ def result_record(args: BenchArgs, model, data, steps: list[list[list[int]]], *,
 
 
 def worker(spec_path: str, result_path: str) -> int:
-    from train import resolve_compute_dtype, resolve_device
+    from engine.device import resolve_compute_dtype, resolve_device
 
     spec = json.loads(Path(spec_path).read_text())
     args, system = BenchArgs(**spec["args"]), spec["system"]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from engine.checkpoint import TrainState
-from engine.compile import compile_decoder_layers
+from engine.compile import compile_decoder_layers, compiled_decoder_layers
 from engine.config import TrainConfig
 from engine.loop import TrainData, train
 from engine.optim import create_optimizer
@@ -51,6 +51,20 @@ def test_compiled_layers_train_like_eager(tmp_path, fused):
     compiled = losses(tmp_path, compiled=True, fused=fused)
     assert compiled == pytest.approx(eager, rel=1e-5)
     assert eager[0] != eager[-1]  # it trains, so steps 2 and 3 check the updated weights too
+
+
+def test_layers_are_eager_again_after_the_block():
+    """Generation after training (train.py --eval) must not compile the decoding graphs."""
+    model = load_model("arch:tiny", peft="qlora", compute_dtype=torch.float32, device=CPU, seed=0)
+    ids = torch.randint(3, 2000, (1, 12))
+    with torch.no_grad():
+        eager = model(input_ids=ids).logits
+        with compiled_decoder_layers(model) as n:
+            assert n == 2
+        torch._dynamo.reset()
+        frames_before = torch._dynamo.utils.counters["frames"]["ok"]
+        torch.testing.assert_close(model(input_ids=ids).logits, eager)
+    assert torch._dynamo.utils.counters["frames"]["ok"] == frames_before  # nothing was compiled
 
 
 @pytest.mark.gpu
