@@ -518,14 +518,18 @@ def report_markdown(args: BenchArgs, rows: list[dict], command: str) -> str:
              f"device {first.get('device', 'n/a')}, compute dtype {first.get('compute_dtype', 'n/a')}, "
              f"{args.steps} timed step(s) after {args.warmup_steps} warm-up step(s), {datetime.now():%Y-%m-%d %H:%M}; "
              f"versions {first.get('versions', {})}", "",
-             format_table(rows), "",
-             f"{MFU_FORMULA}; peak {args.peak_tflops:g} TFLOP/s.", "",
-             "tokens/s: non-pad tokens of the timed steps over their wall time (a busy CPU slows every "
-             "system: compare rows run at similar load, listed below). mean len: non-pad tokens per timed example "
-             "(length grouping changes which examples the timed steps get). pad: share of the computed (padded) "
-             "positions that are padding. loss@1: the first step's loss "
-             "(the same model on the same examples should agree). device used: total minus free device memory "
-             "(the CUDA context, every cache, other processes too). peak RSS: the process's host memory peak."]
+             format_table(rows), ""]
+    if args.ours_flags:
+        lines += [f"Every ours row also ran with --ours-flags {args.ours_flags!r}.", ""]
+    if args.repeats > 1:
+        lines += [f"Each row is the fastest of its {args.repeats} runs (interleaved; all of them are in bench.json).", ""]
+    lines += [f"{MFU_FORMULA}; peak {args.peak_tflops:g} TFLOP/s.", "",
+              "tokens/s: non-pad tokens of the timed steps over their wall time (a busy CPU slows every system: "
+              "compare rows run at similar load, listed below). mean len: non-pad tokens per timed example (length "
+              "grouping changes which examples the timed steps get). pad: share of the computed (padded) positions "
+              "that are padding. loss@1: the first step's loss (the same model on the same examples should agree). "
+              "device used: total minus free device memory (the CUDA context, every cache, other processes too). "
+              "peak RSS: the process's host memory peak."]
     loads = [f"{r['system']}: {r['load_before']:.1f} -> {r['load_after']:.1f}" for r in rows if "error" not in r]
     if loads and "cpu" in first.get("device", ""):
         lines += ["", "1-minute load average before -> after each system: " + "; ".join(loads)]
