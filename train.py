@@ -14,6 +14,7 @@ import json
 import random
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 
 from engine.checkpoint import TrainState, checkpoint_config, find_checkpoint, load_checkpoint, save_adapter
+from engine.compile import compiled_decoder_layers
 from engine.config import ConfigError, TrainConfig, parse_config
 from engine.device import resolve_compute_dtype, resolve_device
 from engine.distributed import LaunchError, init_distributed, launch_environment, shutdown
@@ -93,6 +95,10 @@ def run(cfg: TrainConfig) -> RunResult:
                        lora_dropout=cfg.lora_dropout, target_modules=cfg.target_modules, device=device,
                        seed=cfg.seed)
     is_peft = cfg.peft != "full"
+    if cfg.fused_lora:
+        from models.fused_lora import fuse_lora_layers
+
+        say(f"fused LoRA: {fuse_lora_layers(model)} layers run as one autograd node each")
     say(format_model_report(model))
     if device.type == "cuda":
         say(f"CUDA memory allocated at load: {format_bytes(torch.cuda.memory_allocated(device))}")
@@ -184,8 +190,10 @@ def run(cfg: TrainConfig) -> RunResult:
     # ------------------------------------------------------------------------------------------
     # Train.
     started = time.perf_counter()
-    records = train(cfg, model, data, optimizer, scheduler, device=device, run_dir=run_dir, start=start,
-                    total_steps=total_steps, is_peft=is_peft, dist_env=dist_env)
+    # Compiled only for training: --eval's generation (changing shapes) stays eager.
+    with compiled_decoder_layers(model) if cfg.compile_layers else nullcontext():
+        records = train(cfg, model, data, optimizer, scheduler, device=device, run_dir=run_dir, start=start,
+                        total_steps=total_steps, is_peft=is_peft, dist_env=dist_env)
     elapsed = time.perf_counter() - started
 
     # ------------------------------------------------------------------------------------------

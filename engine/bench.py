@@ -172,13 +172,7 @@ def split_system(system: str) -> tuple[str, list[str]]:
 def ours_config(args: BenchArgs, system: str) -> tuple[TrainConfig, dict[str, bool]]:
     """(TrainConfig, speed switches) for an "ours ..." system: the bench's shared settings, then
     --ours-flags, then the system's own flags, parsed by train.py's own parser."""
-    flags = shlex.split(args.ours_flags) + split_system(system)[1]
-    pending = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    for name, flag in SPEED_SWITCHES.items():
-        if name not in fields:
-            pending.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=False)
-    switches, rest = pending.parse_known_args(flags)
+    rest = shlex.split(args.ours_flags) + split_system(system)[1]
     base = ["--model", args.model, "--batch-size", str(args.batch_size), "--accum", str(args.accum),
             "--max-steps", str(args.total_steps), "--warmup", "0", "--lr", str(BENCH_LR),
             "--weight-decay", str(BENCH_WEIGHT_DECAY), "--max-grad-norm", str(BENCH_MAX_GRAD_NORM),
@@ -194,7 +188,7 @@ def ours_config(args: BenchArgs, system: str) -> tuple[TrainConfig, dict[str, bo
         if getattr(cfg, name) != getattr(reference, name):
             raise BenchError(f"system {system!r} may not change --{name.replace('_', '-')}: the benchmark sets "
                              f"it for every system")
-    return cfg, {name: getattr(cfg, name, getattr(switches, name, False)) for name in SPEED_SWITCHES}
+    return cfg, {name: getattr(cfg, name) for name in SPEED_SWITCHES}
 
 
 # ---- one system, in its own process -------------------------------------------------------------

@@ -450,7 +450,7 @@ def predict_activations(d: _Dims, *, E: int, full: bool, targets: list[str], lor
     # Final norm and loss (engine/loss.py).
     f.saved.clear()
     x_final = _Tensor(E * d.hidden, True)
-    y = f.layer_norm(x_final, d.hidden) if d.family == "gpt_neox" else f.rms_norm(x_final, d.hidden)
+    f.layer_norm(x_final, d.hidden) if d.family == "gpt_neox" else f.rms_norm(x_final, d.hidden)  # records what it saves
     tail = f.total * tokens
     if full:
         tail += 8 * tokens  # embedding backward keeps the input ids (int64)

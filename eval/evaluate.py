@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import torch
 import transformers
 from torch import nn
 

@@ -9,7 +9,6 @@ of magnitude ~1e-2 is below bf16's resolution there (8 bits of mantissa), so the
 from __future__ import annotations
 
 import peft
-import torch
 from torch import nn
 
 
