@@ -92,3 +92,23 @@ def test_incomplete_launch_environment_is_one_line(tmp_path):
     last = [line for line in proc.stderr.splitlines() if line.strip()][-1]
     assert last.startswith("error: incomplete distributed launch environment") and "LOCAL_RANK" in last
     assert "Traceback" not in proc.stderr
+
+
+def test_resume_under_torchrun_continues_with_the_same_losses(chat_file, tmp_path):
+    full = tmp_path / "full"
+    proc = torchrun(2, [*common_args(chat_file, full), "--batch-size", "2", "--save-every", "2"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import shutil
+
+    interrupted = tmp_path / "interrupted"
+    shutil.copytree(full, interrupted)
+    shutil.rmtree(interrupted / f"checkpoint-{STEPS}")
+    resumed = torchrun(2, ["--resume", str(interrupted), "--out", str(interrupted)])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert losses(interrupted) == pytest.approx(losses(full), abs=1e-6)
+
+    # The data order depends on the number of ranks: resuming with another number is refused.
+    single = subprocess.run([sys.executable, str(ROOT / "train.py"), "--resume", str(interrupted / "checkpoint-2"),
+                             "--out", str(tmp_path / "other")], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert single.returncode == 2
+    assert "saved by 2 ranks" in single.stderr.strip().splitlines()[-1]
