@@ -47,6 +47,10 @@ class TrainData:
     def lengths(self) -> list[int]:
         return [len(ids) for ids in self.input_ids]
 
+    def label_tokens(self, i: int) -> int:
+        """Targets of example i that enter the loss: labels[1:] (position 0 predicts nothing) not -100."""
+        return sum(1 for t in self.labels[i][1:] if t != -100)
+
     def micro_batch(self, indices: list[int], device: torch.device) -> dict[str, torch.Tensor]:
         batch = collate([{"input_ids": self.input_ids[i], "labels": self.labels[i]} for i in indices],
                         pad_token_id=self.pad_token_id)
@@ -137,11 +141,12 @@ def train(cfg: TrainConfig, model: torch.nn.Module, data: TrainData, optimizer: 
         # All micro-batches of the window are built first, because the loss normaliser is the number
         # of label tokens in the whole window, over all ranks: known only once every micro-batch is seen.
         micro_batches = [data.micro_batch(indices, device) for indices in window]
-        counts = torch.tensor([  # labels[:, 1:] are the targets that enter the loss (position 0 predicts nothing)
-            sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro_batches),
-            sum(int(b["attention_mask"].sum()) for b in micro_batches),  # non-pad tokens
-        ], device=device)
-        window_label_tokens, window_tokens = (int(c) for c in all_reduce_sum(counts, dist_env))
+        # Counted from the host-side lists, not the device tensors: reading a GPU tensor would sync.
+        counts = [sum(data.label_tokens(i) for indices in window for i in indices),
+                  sum(len(data.input_ids[i]) for indices in window for i in indices)]  # non-pad tokens
+        if dist_env.enabled:  # every rank's tokens: one small all-reduce (a sync, unavoidable here)
+            counts = all_reduce_sum(torch.tensor(counts, device=device), dist_env).tolist()
+        window_label_tokens, window_tokens = counts
 
         # ---- forward / backward per micro-batch (Trainer: `training_step` + `compute_loss`) ------
         # DDP averages gradients over ranks; our normaliser already counts every rank's tokens, so each
