@@ -15,6 +15,8 @@ import typing
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Literal, Optional
 
+from models.bundled import BUNDLED_NAME
+
 PEFT_MODES = ("qlora", "lora", "full")
 OPTIMIZERS = ("paged_adamw_8bit", "adamw_8bit", "paged_adamw", "adamw")
 SCHEDULERS = ("linear", "cosine", "constant")
@@ -27,7 +29,7 @@ class ConfigError(ValueError):
 @dataclass
 class TrainConfig:
     # ---- model ------------------------------------------------------------------------------
-    model: str = "smollm2-135m-instruct"
+    model: str = BUNDLED_NAME
     """Model spec: the bundled SmolLM2-135M-Instruct (default), `arch:<preset>` for a random-init
     model from a built-in architecture (tiny, smollm2-135m, llama-3.2-1b, qwen2.5-0.5b,
     polyglot-ko-1.3b, hyperclovax-seed-1.5b, phi-3-mini, llama-3.1-8b), or a local HF directory."""

@@ -38,12 +38,12 @@ import torch
 import transformers
 from torch import nn
 
-from models.bundled import bundled_model_dir
+from models.bundled import BUNDLED_NAME, bundled_model_dir
 from models.lora import apply_lora, default_target_modules
 from models.presets import PRESETS, preset_config
 from models.quantize import QUANT_TYPES, quantize_to_4bit
 
-BUNDLED_SPEC = "smollm2-135m-instruct"
+BUNDLED_SPEC = BUNDLED_NAME  # the default --model
 ARCH_PREFIX = "arch:"
 PEFT_MODES = ("qlora", "lora", "full")
 

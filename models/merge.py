@@ -26,14 +26,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from engine.config import TrainConfig
 from engine.io import atomic_directory, atomic_write_json
+from models.bundled import BUNDLED_NAME
+from models.quantize import QUANT_TYPES
 
-# peft, bitsandbytes and models.load (which imports bitsandbytes) are imported inside the functions
-# that build models: importing bitsandbytes logs a warning on CPU-only machines, and checking a
-# path (check_adapter_dir, read_run_config) should stay instant and print nothing but its error.
-BUNDLED_SPEC = "smollm2-135m-instruct"  # models.load.BUNDLED_SPEC
-QUANT_TYPES = ("nf4", "fp4")  # models.quantize.QUANT_TYPES
-TRAIN_DEFAULT_SEED = 1234  # engine/config.py's default: the seed an arch: preset was initialised with
+# peft, bitsandbytes and models.load (which imports peft) are imported inside the functions that
+# build models: importing bitsandbytes logs a warning on CPU-only machines, and checking a path
+# (check_adapter_dir, read_run_config) should stay instant and print nothing but its error.
+BUNDLED_SPEC = BUNDLED_NAME
+TRAIN_DEFAULT_SEED = TrainConfig.seed  # the seed an arch: preset was initialised with by default
 BASE_WEIGHTS = ("auto", "dequantized", "original")
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import bitsandbytes as bnb
 import torch
 from torch import nn
 
@@ -55,6 +54,10 @@ def quantize_to_4bit(
     """Replace every nn.Linear not named in `skip` by a frozen bnb Linear4bit on `device`, in place."""
     if quant_type not in QUANT_TYPES:
         raise ValueError(f"unknown quant type {quant_type!r}; choose one of {', '.join(QUANT_TYPES)}")
+    # Imported here, not at the top: importing bitsandbytes logs a warning on CPU-only machines, and
+    # QUANT_TYPES above serves argument checks that must stay silent and instant.
+    import bitsandbytes as bnb
+
     device = torch.device(device)
     skip = tuple(skip)
     # Collect first: replacing children while iterating named_modules() would skip some of them.
