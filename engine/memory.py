@@ -18,9 +18,15 @@ The record (the `mem` field of metrics.jsonl, a documented contract), all in byt
   optimizer         every optimizer state tensor (Adam moments, 8-bit absmax/code books, step counts)
   optimizer_paged   the part of `optimizer` in CUDA unified memory (0 on CPU)
   activations       peak bytes saved for backward by one micro-batch's forward
-  allocated, peak_allocated, reserved   torch.cuda.* at the end of the step (None on CPU)
-  unexplained       allocated minus what should still be resident after zero_grad (parameters and the
-                    unpaged optimizer state): the CUDA reconciliation; ~0 when nothing leaks (None on CPU)
+  allocated, peak_allocated, reserved   torch.cuda.* at the end of the step (None on CPU); under
+                    --cuda-graphs peak_allocated is at least the peak while the graphs were recorded:
+                    replays reuse that memory without allocating, so the step's own counter misses it
+  cublas_workspace  cuBLAS workspaces at the end of the step: PyTorch's allocator holds one per (cuBLAS
+                    handle, stream), and backward runs on its own thread, hence its own handle (None on
+                    CPU, and under --cuda-graphs, where captured graphs use them and they stay untouched)
+  unexplained       allocated minus what should still be resident after zero_grad (parameters, the
+                    unpaged optimizer state, gradients kept by zero_grad(set_to_none=False), cuBLAS
+                    workspaces): the CUDA reconciliation; ~0 when nothing leaks (None on CPU)
   device_used       total minus free device memory (cudaMemGetInfo): sees the CUDA context, the
                     allocator's cache and the paged optimizer pages that live on the GPU (None on CPU)
 """
@@ -36,7 +42,7 @@ from models.report import parameter_bytes
 
 MEMORY_KEYS = ("params_4bit", "params_frozen", "params_trainable", "grads", "optimizer",
                "optimizer_paged", "activations", "allocated", "peak_allocated", "reserved",
-               "unexplained", "device_used")
+               "cublas_workspace", "unexplained", "device_used")
 SNAPSHOT_STEPS = 3  # optimizer steps recorded by --memory-snapshot: step 1 allocates the optimizer state
 
 
@@ -92,6 +98,7 @@ class ActivationCounter:
         self.excluded = {storage_key(t) for t in tensors if t.device.type != "meta"}
         self._seen: dict[tuple[str, int], int] = {}
         self.peak = 0  # max over the micro-batches counted since the last reset
+        self.last = 0  # the last counted micro-batch
 
     def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
         if tensor.device.type != "meta":
@@ -106,8 +113,13 @@ class ActivationCounter:
         self._seen = {}
         with torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t):
             yield
-        self.peak = max(self.peak, sum(self._seen.values()))
+        self.last = sum(self._seen.values())
+        self.peak = max(self.peak, self.last)
         self._seen = {}
+
+    def note(self, nbytes: int) -> None:
+        """A micro-batch measured earlier ran again (a CUDA graph replay runs no hooks)."""
+        self.peak = max(self.peak, nbytes)
 
     def reset(self) -> None:
         self.peak = 0
@@ -124,11 +136,14 @@ def _quant_state_tensors(state) -> list[torch.Tensor]:
 class MemoryTracker:
     """Builds the per-step `mem` record. Parameter bytes are computed once (they do not change)."""
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device):
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device, *,
+                 measure_cublas_workspace: bool = True):
         self.model, self.optimizer, self.device = model, optimizer, device
+        self.measure_cublas_workspace = measure_cublas_workspace
         self.params = parameter_bytes(model)
         self.activations = ActivationCounter(model)
         self.is_cuda = device.type == "cuda"
+        self.replay_peak_allocated = 0  # set by the loop under CUDA graphs (see peak_allocated above)
 
     def start_step(self) -> None:
         self.activations.reset()
@@ -150,18 +165,34 @@ class MemoryTracker:
             "allocated": None,
             "peak_allocated": None,
             "reserved": None,
+            "cublas_workspace": None,
             "unexplained": None,
             "device_used": None,
         }
         if self.is_cuda:
             allocated = torch.cuda.memory_allocated(self.device)
             free, total = torch.cuda.mem_get_info(self.device)
+            workspace = cublas_workspace_bytes(self.device) if self.measure_cublas_workspace else None
+            # Activations are freed by now; gradients too, unless zero_grad kept them (set_to_none=False).
             resident = (mem["params_4bit"] + mem["params_frozen"] + mem["params_trainable"]
-                        + optimizer_total - optimizer_paged)  # grads and activations are freed by now
-            mem.update(allocated=allocated, peak_allocated=torch.cuda.max_memory_allocated(self.device),
-                       reserved=torch.cuda.memory_reserved(self.device), unexplained=allocated - resident,
-                       device_used=total - free)
+                        + optimizer_total - optimizer_paged + gradient_bytes(self.model) + (workspace or 0))
+            peak = max(torch.cuda.max_memory_allocated(self.device), self.replay_peak_allocated)
+            mem.update(allocated=allocated, peak_allocated=peak,
+                       reserved=torch.cuda.memory_reserved(self.device), cublas_workspace=workspace,
+                       unexplained=allocated - resident, device_used=total - free)
         return mem
+
+
+def cublas_workspace_bytes(device: torch.device) -> int | None:
+    """Bytes of `memory_allocated` that are cuBLAS workspaces: release them and see allocated drop. The
+    next matmul takes them back from the allocator's cache (no cudaMalloc). None if torch cannot say."""
+    clear = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
+    if clear is None:
+        return None
+    torch.cuda.synchronize(device)  # a kernel still running may be using one
+    before = torch.cuda.memory_allocated(device)
+    clear()
+    return before - torch.cuda.memory_allocated(device)
 
 
 def start_allocator_history(device: torch.device) -> None:
