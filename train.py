@@ -73,6 +73,8 @@ def run(cfg: TrainConfig) -> RunResult:
     say = print if dist_env.is_main else (lambda *args, **kwargs: None)
     if cfg.memory_snapshot and device.type != "cuda":
         raise ConfigError("--memory-snapshot records the CUDA allocator: it needs a CUDA device")
+    if cfg.cuda_graphs and (device.type != "cuda" or dist_env.enabled):
+        raise ConfigError("--cuda-graphs needs a CUDA device and a single process (DDP's gradient hooks are not captured)")
     compute_dtype = resolve_compute_dtype(cfg.compute_dtype, device)
     run_dir = Path(cfg.out or f"runs/{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     cfg.out = str(run_dir)

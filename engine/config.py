@@ -110,6 +110,10 @@ class TrainConfig:
     compile_layers: bool = False
     """torch.compile one decoder layer and reuse it for every layer (engine/compile.py), for training only;
     the first step compiles (~15 s for SmolLM2 on a 2-core CPU)."""
+    cuda_graphs: bool = False
+    """CUDA only: record each micro-batch's forward + loss + backward as a CUDA graph, once per padded length
+    (a multiple of 32 tokens), and replay it (engine/cuda_graphs.py): one launch instead of thousands of
+    small kernels, which the CPU cannot issue as fast as the GPU runs them."""
 
     # ---- run --------------------------------------------------------------------------------
     seed: int = 1234
@@ -153,6 +157,8 @@ class TrainConfig:
         need(self.lora_r >= 1, f"--lora-r must be >= 1, got {self.lora_r}")
         need(self.lora_alpha > 0, f"--lora-alpha must be > 0, got {self.lora_alpha}")
         need(0 <= self.lora_dropout < 1, f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
+        need(not self.cuda_graphs or self.lora_dropout == 0,
+             "--cuda-graphs replays fixed kernels: it needs --lora-dropout 0 (nothing random in the model)")
         need(self.log_every >= 1, f"--log-every must be >= 1, got {self.log_every}")
         need(self.save_every >= 0, f"--save-every must be >= 0, got {self.save_every}")
         need(self.eval_limit is None or self.eval_limit >= 1, f"--eval-limit must be >= 1, got {self.eval_limit}")

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from data.batching import batch_order, collate
 from engine.checkpoint import TrainState, save_checkpoint
 from engine.config import TrainConfig
+from engine.cuda_graphs import GraphedMicroSteps
 from engine.distributed import Distributed, all_reduce_sum, gather_objects, maybe_inject_fault
 from engine.loss import CausalLMLoss
 from engine.memory import (SNAPSHOT_STEPS, MemoryTracker, dump_allocator_history, format_bytes, gradient_bytes,
@@ -89,9 +90,10 @@ def accumulation_windows(data: TrainData, cfg: TrainConfig, start: TrainState, d
 
 def train(cfg: TrainConfig, model: torch.nn.Module, data: TrainData, optimizer: torch.optim.Optimizer,
           scheduler, *, device: torch.device, run_dir: Path, start: TrainState, total_steps: int,
-          is_peft: bool, dist_env: Distributed = Distributed()) -> list[dict]:
+          is_peft: bool, dist_env: Distributed = Distributed(), graphed: GraphedMicroSteps | None = None) -> list[dict]:
     """Run optimizer steps `start.step + 1 .. total_steps`; append one record per step to
-    `run_dir/metrics.jsonl` (rank 0); return the records of this call."""
+    `run_dir/metrics.jsonl` (rank 0); return the records of this call. With cfg.cuda_graphs, pass
+    `graphed` to keep its recorded graphs across calls (else one is made here)."""
     # ---- set-up (Trainer: `_inner_training_loop` preamble) -------------------------------------
     # Order matters: checkpointing must be switched on after peft wrapped the model (peft forwards the
     # call to the HF model) and before the first forward; `model.train()` after it, because HF models
@@ -101,7 +103,10 @@ def train(cfg: TrainConfig, model: torch.nn.Module, data: TrainData, optimizer: 
         # when the layer *inputs* do not require grad (frozen embeddings + LoRA inside the layers).
         # The reentrant variant would silently produce no LoRA gradients there, which is why peft
         # needs `enable_input_require_grads()` with it.
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # preserve_rng_state=False under CUDA graphs: nothing random runs (no dropout: validated in the
+        # config), and reading the RNG state while a graph is being captured is not allowed.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={
+            "use_reentrant": False, **({"preserve_rng_state": False} if cfg.cuda_graphs else {})})
     model.config.use_cache = False  # a KV cache is for generation; in training it only costs memory
     model.train()
     # The module that runs forward + loss. Under torchrun it is wrapped by DDP (Trainer: accelerate's
@@ -117,7 +122,13 @@ def train(cfg: TrainConfig, model: torch.nn.Module, data: TrainData, optimizer: 
 
         loss_module.register_comm_hook(None, counting_allreduce)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    tracker = MemoryTracker(model, optimizer, device)
+    tracker = MemoryTracker(model, optimizer, device, measure_cublas_workspace=not cfg.cuda_graphs)
+    # Forward + loss + backward replayed as CUDA graphs (engine/cuda_graphs.py), or eager (None).
+    if cfg.cuda_graphs and dist_env.enabled:
+        raise ValueError("--cuda-graphs runs in a single process (DDP's gradient hooks are not captured)")
+    if cfg.cuda_graphs and graphed is None:
+        graphed = GraphedMicroSteps.for_training(model, data, batch_size=cfg.batch_size,
+                                                 label_only=cfg.loss_on_labels_only, device=device)
     micro_batches_per_epoch = math.ceil(len(data.input_ids) / (cfg.batch_size * dist_env.world_size))
     metrics_file = None
     if dist_env.is_main:
@@ -129,6 +140,12 @@ def train(cfg: TrainConfig, model: torch.nn.Module, data: TrainData, optimizer: 
         start_allocator_history(device)
     progress = tqdm(total=total_steps, initial=start.step, desc="train", unit="step", dynamic_ncols=True,
                     disable=not dist_env.is_main)
+    if graphed is not None and len(graphed.graphs) < len(graphed.lengths):
+        seconds = graphed.record_all()
+        progress.write(f"CUDA graphs: recorded {len(graphed.graphs)} (padded lengths {graphed.lengths[-1]}.."
+                       f"{graphed.lengths[0]}) in {seconds:.1f} s")
+    if graphed is not None:
+        tracker.replay_peak_allocated = graphed.peak_allocated
     windows = accumulation_windows(data, cfg, start, dist_env)
     step = start.step
     while step < total_steps:
@@ -140,7 +157,8 @@ def train(cfg: TrainConfig, model: torch.nn.Module, data: TrainData, optimizer: 
         # ---- fetch the window (Trainer: `get_batch_samples`) -------------------------------------
         # All micro-batches of the window are built first, because the loss normaliser is the number
         # of label tokens in the whole window, over all ranks: known only once every micro-batch is seen.
-        micro_batches = [data.micro_batch(indices, device) for indices in window]
+        # (Under CUDA graphs the graph's own input tensors are filled instead, one micro-batch at a time.)
+        micro_batches = window if graphed is not None else [data.micro_batch(indices, device) for indices in window]
         # Counted from the host-side lists, not the device tensors: reading a GPU tensor would sync.
         counts = [sum(data.label_tokens(i) for indices in window for i in indices),
                   sum(len(data.input_ids[i]) for indices in window for i in indices)]  # non-pad tokens
@@ -159,9 +177,14 @@ def train(cfg: TrainConfig, model: torch.nn.Module, data: TrainData, optimizer: 
             # step. Gradients just accumulate locally until the last micro-batch, which syncs once.
             sync_context = loss_module.no_sync() if dist_env.enabled and not is_last_micro_batch else nullcontext()
             with sync_context:
-                with tracker.activations.count():
-                    micro_loss = loss_module(**batch) * scale
-                micro_loss.backward()  # grads accumulate in .grad across the window
+                if graphed is not None:  # one replay; the first micro-batch of a new length records it
+                    micro_loss = graphed.forward_backward([data.input_ids[i] for i in batch],
+                                                          [data.labels[i] for i in batch], scale)
+                    tracker.activations.note(graphed.last_activations)  # measured when it was recorded
+                else:
+                    with tracker.activations.count():
+                        micro_loss = loss_module(**batch) * scale
+                    micro_loss.backward()  # grads accumulate in .grad across the window
             window_loss += micro_loss.detach() / dist_env.world_size
 
         # ---- clip (Trainer: `_clip_grad_norm` / `accelerator.clip_grad_norm_`) ---------------------
@@ -176,8 +199,9 @@ def train(cfg: TrainConfig, model: torch.nn.Module, data: TrainData, optimizer: 
         optimizer.step()
         scheduler.step()
         # set_to_none frees the gradient tensors instead of filling them with zeros: the memory is
-        # returned between steps, and the next backward writes instead of adding.
-        optimizer.zero_grad(set_to_none=True)
+        # returned between steps, and the next backward writes instead of adding. CUDA graphs recorded
+        # their additions into these very tensors: they are zeroed in place instead.
+        optimizer.zero_grad(set_to_none=graphed is None)
         step += 1
         is_last_step = step == total_steps
         maybe_inject_fault(dist_env, step)

@@ -41,6 +41,19 @@ def loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor], *, label_on
                            ignore_index=IGNORE_INDEX, reduction="sum")
 
 
+def loss_sum_at_positions(model: torch.nn.Module, input_ids: torch.Tensor, positions: torch.Tensor,
+                          targets: torch.Tensor) -> torch.Tensor:
+    """`loss_sum` with fixed shapes, for CUDA graphs (engine/cuda_graphs.py): the batch is right-padded
+    and runs without an attention mask (causal attention never lets a real token see a later pad), and
+    the LM head runs at `positions` [K] (flat indices into the [B * (T-1)] predicting positions), whose
+    `targets` [K] are -100 where a slot is unused. Same sum as `loss_sum` on the same examples."""
+    body, head = body_and_head(model)
+    hidden = body(input_ids=input_ids).last_hidden_state  # [B, T, H]
+    predicting = hidden[:, :-1].reshape(-1, hidden.shape[-1])  # [B * (T-1), H]
+    logits = head(predicting.index_select(0, positions)).float()  # [K, V]
+    return F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction="sum")
+
+
 class CausalLMLoss(torch.nn.Module):
     """The model and its loss as one module whose forward returns the loss sum.
 

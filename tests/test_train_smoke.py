@@ -96,6 +96,8 @@ def test_resume_reproduces_losses(chat_file, tmp_path):
     (["--peft", "prefix"], "invalid choice"),
     (["--data", "/nonexistent/file.jsonl", "--model", "arch:tiny"], "/nonexistent/file.jsonl"),
     (["--model", "arch:no-such-preset"], "no-such-preset"),
+    (["--cuda-graphs", "--lora-dropout", "0.1"], "--cuda-graphs replays fixed kernels"),
+    (["--model", "arch:tiny", "--cuda-graphs", "--device", "cpu"], "--cuda-graphs needs a CUDA device"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args, "--out", str(tmp_path / "x")],
