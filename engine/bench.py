@@ -16,6 +16,8 @@ init), the data is generated or tokenised identically, then
   hf    Trainer(TrainingArguments(per_device_train_batch_size, gradient_accumulation_steps, gradient
         checkpointing with use_reentrant=False, paged_adamw_8bit on CUDA / adamw_bnb_8bit on CPU, bf16
         on CUDA, lr 2e-4, max_grad_norm 1, logging_steps 1, ...)), fed the examples in our loop's order;
+  hf-kbit  the same after peft's `prepare_model_for_kbit_training` on the quantised base, the seeds'
+        recipe (002-004), which casts the frozen bf16 weights (embeddings, norms, LM head) to fp32;
   ours  engine.loop.train, the real loop, with the TrainConfig that `train.py <flags>` would build.
 The clock starts at the end of optimizer step `--warmup-steps` (first steps allocate the optimizer
 state, warm up allocators, compile) and stops at the end of the last step, after a device sync.
@@ -46,7 +48,7 @@ from engine.io import atomic_write_json, atomic_write_text
 from engine.memory import format_bytes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SYSTEM_NAMES = ("hf", "ours")
+SYSTEM_NAMES = ("hf", "hf-kbit", "ours")
 H100_SXM_BF16_DENSE_TFLOPS = 989.0
 BENCH_LR, BENCH_WEIGHT_DECAY, BENCH_MAX_GRAD_NORM = 2e-4, 0.01, 1.0
 # TrainConfig fields the benchmark sets for every system alike: --ours-flags may not change them,
@@ -55,13 +57,13 @@ SHARED_FIELDS = ("model", "peft", "quant", "double_quant", "compute_dtype", "lor
                  "target_modules", "device", "data", "split", "max_length", "batch_size", "accum", "ckpt",
                  "max_steps", "epochs", "lr", "warmup", "scheduler", "weight_decay", "max_grad_norm", "optim",
                  "seed", "out", "resume", "save_every")
-# Engine switches built as separate modules. Until TrainConfig has the field, the benchmark parses the
-# flag itself; either way it applies them right after load_model, where train.py does.
-SPEED_SWITCHES = {"fused_lora": "--fused-lora", "compile_layers": "--compile-layers"}
+# Engine switches the benchmark records per row (TrainConfig fields; train.py applies the first two right
+# after load_model, the loop the third).
+SPEED_SWITCHES = {"fused_lora": "--fused-lora", "compile_layers": "--compile-layers", "cuda_graphs": "--cuda-graphs"}
 # --ladder: each row adds one switch to the row above it (the first row is the closest to HF: logits
-# everywhere); with --ours-flags in front of each.
+# everywhere); with --ours-flags in front of each. --cuda-graphs needs CUDA: the CPU ladder stops before it.
 LADDER = ("--no-loss-on-labels-only", "", "--group-by-length", "--group-by-length --fused-lora",
-          "--group-by-length --fused-lora --compile-layers")
+          "--group-by-length --fused-lora --cuda-graphs")
 MFU_FORMULA = ("MFU = (6 * N_nonembed * tokens + 12 * L * H * d_head * sum(T_i^2)) / time / peak  "
                "[N_nonembed: parameters without embeddings/lm_head (4-bit weights counted unpacked, LoRA "
                "included); L layers, H heads of d_head; T_i each example's length; model FLOPs: "
@@ -129,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str] | None) -> tuple[BenchArgs, list[str] | None]:
+    from engine.device import resolve_device
+
     ns = build_parser().parse_args(argv)
     if ns.worker:
         return BenchArgs(), ns.worker
@@ -136,7 +140,8 @@ def parse_args(argv: list[str] | None) -> tuple[BenchArgs, list[str] | None]:
     if ns.ladder:
         if ns.systems:
             raise BenchError("--ladder chooses the systems itself: give either --ladder or --systems")
-        systems = ["hf"] + [f"ours {flags}".strip() for flags in LADDER]
+        on_cpu = resolve_device(ns.device).type == "cpu"
+        systems = ["hf"] + [f"ours {flags}".strip() for flags in LADDER if not (on_cpu and "--cuda-graphs" in flags)]
     args = BenchArgs(**{k: v for k, v in vars(ns).items() if k not in ("worker", "ladder", "systems")}, systems=systems)
     for name in ("batch_size", "accum", "steps", "warmup_steps", "num_examples", "repeats"):
         if getattr(args, name) < 1:
@@ -145,7 +150,6 @@ def parse_args(argv: list[str] | None) -> tuple[BenchArgs, list[str] | None]:
         raise BenchError(f"--peak-tflops must be > 0, got {args.peak_tflops}")
     from models.load import ARCH_PREFIX, is_random_init
     from models.presets import PRESETS
-    from engine.device import resolve_device
 
     resolve_device(args.device)  # no CUDA here: one line now, not one failed process per system
     if is_random_init(args.model) and args.model[len(ARCH_PREFIX):] not in PRESETS:
@@ -164,7 +168,7 @@ def split_system(system: str) -> tuple[str, list[str]]:
     words = shlex.split(system)
     if not words or words[0] not in SYSTEM_NAMES:
         raise BenchError(f"unknown system {system!r}: use hf, ours, or \"ours <train.py flags>\"")
-    if words[0] == "hf" and len(words) > 1:
+    if words[0].startswith("hf") and len(words) > 1:
         raise BenchError(f"system {system!r}: hf takes no flags (it is the stock Trainer set-up)")
     return words[0], words[1:]
 
@@ -288,9 +292,15 @@ def run_ours(args: BenchArgs, system: str, device: torch.device, dtype: torch.dt
     optimizer = create_optimizer(model, name=resolve_optimizer_name(cfg.optim, device)[0], lr=cfg.lr,
                                  weight_decay=cfg.weight_decay)
     scheduler = create_scheduler(optimizer, kind=cfg.scheduler, warmup_steps=0, total_steps=args.total_steps)
+    graphed = None  # one set of CUDA graphs for both calls: the timed steps replay what warm-up recorded
+    if cfg.cuda_graphs:
+        from engine.cuda_graphs import GraphedMicroSteps
+
+        graphed = GraphedMicroSteps.for_training(model, data, batch_size=cfg.batch_size,
+                                                 label_only=cfg.loss_on_labels_only, device=device)
     reset_peaks(device)
     with tempfile.TemporaryDirectory() as run_dir:
-        common = dict(device=device, run_dir=Path(run_dir), is_peft=True)
+        common = dict(device=device, run_dir=Path(run_dir), is_peft=True, graphed=graphed)
         warm = train(cfg, model, data, optimizer, scheduler, start=TrainState(), total_steps=args.warmup_steps, **common)
         resume_at = TrainState(step=args.warmup_steps, epoch=0, batch_in_epoch=args.warmup_steps * args.accum)
         synchronize(device)
@@ -312,14 +322,25 @@ def run_ours(args: BenchArgs, system: str, device: torch.device, dtype: torch.dt
                          step_times=[r["step_s"] for r in timed], memory=memory, switches=switches)
 
 
-def run_hf(args: BenchArgs, device: torch.device, dtype: torch.dtype) -> dict:
+def run_hf(args: BenchArgs, device: torch.device, dtype: torch.dtype, *, kbit_recipe: bool) -> dict:
+    """hf: Trainer on the very model ours trains. hf-kbit: the seeds' recipe (002-004) on top, peft's
+    `prepare_model_for_kbit_training` before LoRA, which casts the frozen bf16 weights (embeddings,
+    norms, LM head) to fp32: the set-up most QLoRA users run."""
     from torch.utils.data import SequentialSampler
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from data.batching import batch_order, collate
     from models.load import load_model
 
-    model = load_model(args.model, peft="qlora", compute_dtype=dtype, device=device, seed=args.seed)
+    prepare = None
+    if kbit_recipe:
+        from peft import prepare_model_for_kbit_training
+
+        def prepare(model):
+            return prepare_model_for_kbit_training(model, use_gradient_checkpointing=args.ckpt,
+                                                   gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = load_model(args.model, peft="qlora", compute_dtype=dtype, device=device, seed=args.seed,
+                       prepare_base=prepare)
     data = build_data(args, model)
     require_examples(len(data.input_ids), args)
     # Our loop's order for the default config (no length grouping), read sequentially by Trainer.
@@ -416,7 +437,8 @@ def worker(spec_path: str, result_path: str) -> int:
     dtype = resolve_compute_dtype("auto", device)
     load_before = os.getloadavg()[0]
     name = split_system(system)[0]
-    result = run_hf(args, device, dtype) if name == "hf" else run_ours(args, system, device, dtype)
+    result = (run_ours(args, system, device, dtype) if name == "ours"
+              else run_hf(args, device, dtype, kbit_recipe=name == "hf-kbit"))
     result.update(system=system, device=describe_device(device), compute_dtype=str(dtype).removeprefix("torch."),
                   load_before=load_before, load_after=os.getloadavg()[0], versions=versions())
     atomic_write_json(result_path, result)
@@ -471,19 +493,22 @@ def summarise(runs: list[dict], systems: list[str], peak_tflops: float) -> list[
         row = dict(max(ok, key=lambda r: r["tokens_per_s"]), runs=len(ok))
         row["mfu"] = mfu(row, peak_tflops)
         rows.append(row)
-    hf = next((r for r in rows if r["system"] == "hf" and "error" not in r), None)
-    for row in rows:
-        if hf is None or "error" in row:
-            continue
-        row["vs_hf_tokens_per_s"] = row["tokens_per_s"] / hf["tokens_per_s"]
-        for key in ("peak_allocated", "peak_reserved", "device_used"):
-            if row[key] is not None and hf[key]:
-                row[f"vs_hf_{key}"] = row[key] / hf[key]
+    for reference in REFERENCES:  # vs_hf_*, vs_hf_kbit_*: ratios against each HF row present
+        ref = next((r for r in rows if r["system"] == reference and "error" not in r), None)
+        prefix = "vs_" + reference.replace("-", "_")
+        for row in rows:
+            if ref is None or "error" in row:
+                continue
+            row[f"{prefix}_tokens_per_s"] = row["tokens_per_s"] / ref["tokens_per_s"]
+            for key in ("peak_allocated", "peak_reserved", "device_used"):
+                if row[key] is not None and ref[key]:
+                    row[f"{prefix}_{key}"] = row[key] / ref[key]
     return rows
 
 
+REFERENCES = ("hf", "hf-kbit")
 COLUMNS = ("system", "tokens/s", "step s", "mean len", "pad", "loss@1", "peak alloc", "peak reserved", "device used",
-           "peak RSS", "MFU", "x hf tok/s", "x hf reserved")
+           "peak RSS", "MFU", "x hf tok/s", "x hf reserved", "x hf-kbit tok/s", "x hf-kbit reserved")
 
 
 def table_cells(row: dict) -> list[str]:
@@ -494,7 +519,8 @@ def table_cells(row: dict) -> list[str]:
             f"{row['tokens'] / row['examples']:.0f}", f"{100 * row['pad_fraction']:.0f}%",
             f"{row['losses'][0]:.4f}" if row["losses"] else "n/a", format_bytes(row["peak_allocated"]),
             format_bytes(row["peak_reserved"]), format_bytes(row["device_used"]), format_bytes(row["peak_rss"]),
-            f"{100 * row['mfu']:.3g}%", ratio("vs_hf_tokens_per_s"), ratio("vs_hf_peak_reserved")]
+            f"{100 * row['mfu']:.3g}%", ratio("vs_hf_tokens_per_s"), ratio("vs_hf_peak_reserved"),
+            ratio("vs_hf_kbit_tokens_per_s"), ratio("vs_hf_kbit_peak_reserved")]
 
 
 def format_table(rows: list[dict]) -> str:

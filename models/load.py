@@ -129,8 +129,11 @@ def load_model(
     target_modules: list[str] | None = None,
     device: torch.device,
     seed: int = 0,
+    prepare_base=None,
 ) -> nn.Module:
-    """The model of `spec` on `device`, in train() mode with use_cache off; a PeftModel for qlora/lora."""
+    """The model of `spec` on `device`, in train() mode with use_cache off; a PeftModel for qlora/lora.
+    `prepare_base(model)`, if given, runs on the (quantised) base before LoRA is added: the benchmark's
+    stock-recipe baseline passes peft's `prepare_model_for_kbit_training` there."""
     if peft not in PEFT_MODES:
         raise ValueError(f"unknown fine-tuning mode {peft!r}; choose one of {', '.join(PEFT_MODES)}")
     if quant not in QUANT_TYPES:
@@ -145,6 +148,8 @@ def load_model(
         quantize_to_4bit(model, quant_type=quant, double_quant=double_quant,
                          compute_dtype=compute_dtype, device=device)
         model.to(device)  # what is left in float: embeddings, norms, lm_head, buffers
+    if prepare_base is not None:
+        model = prepare_base(model)
 
     if peft == "full":
         for param in model.parameters():

@@ -63,13 +63,14 @@ def test_ours_flags_may_not_change_the_shared_setup():
     cfg, switches = ours_config(BenchArgs(model="arch:tiny", ours_flags="--group-by-length"),
                                 "ours --no-loss-on-labels-only --fused-lora")
     assert cfg.group_by_length and not cfg.loss_on_labels_only
-    assert switches == {"fused_lora": True, "compile_layers": False}
+    assert switches == {"fused_lora": True, "compile_layers": False, "cuda_graphs": False}
     assert (cfg.batch_size, cfg.accum, cfg.max_steps) == (4, 4, 12)  # the bench's defaults, warm-up included
 
 
 def test_parse_args_systems_and_errors():
-    args, _ = parse_args(["--model", "arch:tiny", "--ladder"])
+    args, _ = parse_args(["--model", "arch:tiny", "--ladder", "--device", "cpu"])
     assert args.systems[0] == "hf" and args.systems[2] == "ours"
+    assert not any("--cuda-graphs" in s for s in args.systems)  # CUDA only: the CPU ladder stops before it
     assert all(s.startswith("ours") for s in args.systems[1:])
     for argv, message in ((["--systems", "trainer"], "unknown system"), (["--systems", "hf --foo"], "takes no flags"),
                           (["--steps", "0"], "--steps must be >= 1"), (["--ladder", "--systems", "hf"], "either"),
@@ -108,7 +109,8 @@ def test_bench_end_to_end_on_cpu(tmp_path):
     assert ours["tokens"] == hf["tokens"] and ours["sum_sq_lengths"] == hf["sum_sq_lengths"]
     assert ours["losses"][0] == pytest.approx(hf["losses"][0], abs=1e-4)
     assert ours["vs_hf_tokens_per_s"] == pytest.approx(ours["tokens_per_s"] / hf["tokens_per_s"])
-    assert rows["ours --group-by-length --fused-lora"]["switches"] == {"fused_lora": True, "compile_layers": False}
+    assert rows["ours --group-by-length --fused-lora"]["switches"] == {"fused_lora": True, "compile_layers": False,
+                                                                       "cuda_graphs": False}
     expected_mfu = (6 * ours["params_nonembed"] * ours["tokens"] + 12 * ours["layers"] * ours["heads"]
                     * ours["head_dim"] * ours["sum_sq_lengths"]) / ours["wall_s"] / 989e12
     assert mfu(ours, 989.0) == pytest.approx(expected_mfu) and ours["mfu"] == pytest.approx(expected_mfu)
@@ -146,3 +148,5 @@ def test_bench_on_cuda(tmp_path):
         assert row["tokens_per_s"] > 0 and not row["device"].startswith("cpu")
         assert 0 < row["peak_allocated"] <= row["peak_reserved"] <= row["device_used"]
     assert rows["ours"]["losses"][0] == pytest.approx(rows["hf"]["losses"][0], rel=2e-2)  # bf16 vs autocast
+    graphs, eager = rows["ours --group-by-length --fused-lora --cuda-graphs"], rows["ours --group-by-length --fused-lora"]
+    assert graphs["switches"]["cuda_graphs"] and graphs["losses"] == pytest.approx(eager["losses"], rel=2e-2)
