@@ -167,9 +167,9 @@ def split_system(system: str) -> tuple[str, list[str]]:
     """"ours --group-by-length" -> ("ours", ["--group-by-length"])."""
     words = shlex.split(system)
     if not words or words[0] not in SYSTEM_NAMES:
-        raise BenchError(f"unknown system {system!r}: use hf, ours, or \"ours <train.py flags>\"")
+        raise BenchError(f"unknown system {system!r}: use hf, hf-kbit, ours, or \"ours <train.py flags>\"")
     if words[0].startswith("hf") and len(words) > 1:
-        raise BenchError(f"system {system!r}: hf takes no flags (it is the stock Trainer set-up)")
+        raise BenchError(f"system {system!r}: {words[0]} takes no flags (it is a Trainer set-up)")
     return words[0], words[1:]
 
 

@@ -104,7 +104,7 @@ def train(cfg: TrainConfig, model: torch.nn.Module, data: TrainData, optimizer: 
         # The reentrant variant would silently produce no LoRA gradients there, which is why peft
         # needs `enable_input_require_grads()` with it.
         # preserve_rng_state=False under CUDA graphs: nothing random runs (no dropout: validated in the
-        # config), and reading the RNG state while a graph is being captured is not allowed.
+        # config), so no RNG state needs saving and restoring around the recorded recomputation.
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={
             "use_reentrant": False, **({"preserve_rng_state": False} if cfg.cuda_graphs else {})})
     model.config.use_cache = False  # a KV cache is for generation; in training it only costs memory
