@@ -24,13 +24,14 @@ import torch
 from engine.checkpoint import TrainState, checkpoint_config, find_checkpoint, load_checkpoint, save_adapter
 from engine.compile import compiled_decoder_layers
 from engine.config import ConfigError, TrainConfig, parse_config
-from engine.device import resolve_compute_dtype, resolve_device
+from engine.device import resolve_compute_dtype, resolve_device, use_expandable_segments
 from engine.distributed import LaunchError, init_distributed, launch_environment, shutdown
 from engine.io import atomic_write_json, atomic_write_text
 from engine.loop import TrainData, total_optimizer_steps, train
 from engine.memory import format_bytes, tracked_total
 from engine.optim import create_optimizer, resolve_optimizer_name
 from engine.schedule import create_scheduler
+from models.offload import embeddings_on_host
 
 
 def fold_token_ids(input_ids: list[list[int]], labels: list[list[int]], vocab_size: int
@@ -75,6 +76,11 @@ def run(cfg: TrainConfig) -> RunResult:
         raise ConfigError("--memory-snapshot records the CUDA allocator: it needs a CUDA device")
     if cfg.cuda_graphs and (device.type != "cuda" or dist_env.enabled):
         raise ConfigError("--cuda-graphs needs a CUDA device and a single process (DDP's gradient hooks are not captured)")
+    for flag, on in (("--offload-embeddings", cfg.offload_embeddings), ("--expandable-segments", cfg.expandable_segments)):
+        if on and device.type != "cuda":
+            raise ConfigError(f"{flag} is about CUDA memory: it needs a CUDA device")
+    if cfg.expandable_segments:  # before the first allocation (the model's): later it would not apply
+        use_expandable_segments()
     compute_dtype = resolve_compute_dtype(cfg.compute_dtype, device)
     run_dir = Path(cfg.out or f"runs/{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     cfg.out = str(run_dir)
@@ -192,8 +198,12 @@ def run(cfg: TrainConfig) -> RunResult:
     # ------------------------------------------------------------------------------------------
     # Train.
     started = time.perf_counter()
-    # Compiled only for training: --eval's generation (changing shapes) stays eager.
-    with compiled_decoder_layers(model) if cfg.compile_layers else nullcontext():
+    # Compiled and offloaded only for training: --eval's generation (changing shapes, the plain LM head)
+    # runs eager with the embeddings on the device.
+    with (compiled_decoder_layers(model) if cfg.compile_layers else nullcontext(),
+          embeddings_on_host(model, device) if cfg.offload_embeddings else nullcontext() as freed):
+        if freed:
+            say(f"embeddings and LM head in pinned host memory: {format_bytes(freed)} of device memory freed")
         records = train(cfg, model, data, optimizer, scheduler, device=device, run_dir=run_dir, start=start,
                         total_steps=total_steps, is_peft=is_peft, dist_env=dist_env)
     elapsed = time.perf_counter() - started

@@ -57,13 +57,19 @@ SHARED_FIELDS = ("model", "peft", "quant", "double_quant", "compute_dtype", "lor
                  "target_modules", "device", "data", "split", "max_length", "batch_size", "accum", "ckpt",
                  "max_steps", "epochs", "lr", "warmup", "scheduler", "weight_decay", "max_grad_norm", "optim",
                  "seed", "out", "resume", "save_every")
-# Engine switches the benchmark records per row (TrainConfig fields; train.py applies the first two right
-# after load_model, the loop the third).
-SPEED_SWITCHES = {"fused_lora": "--fused-lora", "compile_layers": "--compile-layers", "cuda_graphs": "--cuda-graphs"}
+# Engine switches the benchmark records per row (TrainConfig fields): run_ours applies them where train.py
+# does (the allocator setting before the model exists, fused LoRA and compiled layers after load_model,
+# the offload around training) and the loop the others.
+SPEED_SWITCHES = {"fused_lora": "--fused-lora", "compile_layers": "--compile-layers", "cuda_graphs": "--cuda-graphs",
+                  "chunked_loss": "--chunked-loss", "offload_embeddings": "--offload-embeddings",
+                  "expandable_segments": "--expandable-segments"}
 # --ladder: each row adds one switch to the row above it (the first row is the closest to HF: logits
-# everywhere); with --ours-flags in front of each. --cuda-graphs needs CUDA: the CPU ladder stops before it.
+# everywhere); with --ours-flags in front of each. The speed switches first, then the memory ones.
+# --cuda-graphs needs CUDA: the CPU ladder stops before it.
+_SPEED = "--group-by-length --fused-lora --chunked-loss --cuda-graphs"
 LADDER = ("--no-loss-on-labels-only", "", "--group-by-length", "--group-by-length --fused-lora",
-          "--group-by-length --fused-lora --cuda-graphs")
+          "--group-by-length --fused-lora --chunked-loss", _SPEED, f"{_SPEED} --expandable-segments",
+          f"{_SPEED} --expandable-segments --offload-embeddings")
 MFU_FORMULA = ("MFU = (6 * N_nonembed * tokens + 12 * L * H * d_head * sum(T_i^2)) / time / peak  "
                "[N_nonembed: parameters without embeddings/lm_head (4-bit weights counted unpacked, LoRA "
                "included); L layers, H heads of d_head; T_i each example's length; model FLOPs: "
@@ -275,6 +281,12 @@ def run_ours(args: BenchArgs, system: str, device: torch.device, dtype: torch.dt
     from models.load import load_model
 
     cfg, switches = ours_config(args, system)
+    if (cfg.offload_embeddings or cfg.expandable_segments) and device.type != "cuda":
+        raise BenchError(f"system {system!r}: --offload-embeddings and --expandable-segments need a CUDA device")
+    if cfg.expandable_segments:
+        from engine.device import use_expandable_segments
+
+        use_expandable_segments()  # before the model's first allocation
     model = load_model(cfg.model, peft=cfg.peft, quant=cfg.quant, double_quant=cfg.double_quant, compute_dtype=dtype,
                        lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                        target_modules=cfg.target_modules, device=device, seed=cfg.seed)
@@ -292,12 +304,17 @@ def run_ours(args: BenchArgs, system: str, device: torch.device, dtype: torch.dt
     optimizer = create_optimizer(model, name=resolve_optimizer_name(cfg.optim, device)[0], lr=cfg.lr,
                                  weight_decay=cfg.weight_decay)
     scheduler = create_scheduler(optimizer, kind=cfg.scheduler, warmup_steps=0, total_steps=args.total_steps)
+    if cfg.offload_embeddings:  # for the whole run (train.py restores them after training)
+        from models.offload import offload_embeddings
+
+        offload_embeddings(model, device)
     graphed = None  # one set of CUDA graphs for both calls: the timed steps replay what warm-up recorded
     if cfg.cuda_graphs:
         from engine.cuda_graphs import GraphedMicroSteps
 
         graphed = GraphedMicroSteps.for_training(model, data, batch_size=cfg.batch_size,
-                                                 label_only=cfg.loss_on_labels_only, device=device)
+                                                 label_only=cfg.loss_on_labels_only, device=device,
+                                                 chunked=cfg.chunked_loss)
     reset_peaks(device)
     with tempfile.TemporaryDirectory() as run_dir:
         common = dict(device=device, run_dir=Path(run_dir), is_peft=True, graphed=graphed)

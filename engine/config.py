@@ -114,6 +114,16 @@ class TrainConfig:
     """CUDA only: record each micro-batch's forward + loss + backward as a CUDA graph, once per padded length
     (a multiple of 32 tokens), and replay it (engine/cuda_graphs.py): one launch instead of thousands of
     small kernels, which the CPU cannot issue as fast as the GPU runs them."""
+    chunked_loss: bool = False
+    """Compute the label-only LM head and loss over vocabulary chunks of 8,192 rows, recomputed in backward
+    (engine/chunked_loss.py): the [label tokens, vocab] fp32 logits and their gradients never exist whole."""
+    offload_embeddings: bool = False
+    """CUDA only: keep the frozen embedding and LM head in pinned host memory while training (models/offload.py):
+    input rows are gathered on the host, the LM head streams its weight in chunks (implies --chunked-loss)."""
+    expandable_segments: bool = False
+    """CUDA only: PyTorch's allocator grows one mapped segment instead of caching fixed blocks
+    (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True), so changing shapes fragment less: reserved stays
+    near allocated."""
 
     # ---- run --------------------------------------------------------------------------------
     seed: int = 1234
@@ -159,6 +169,9 @@ class TrainConfig:
         need(0 <= self.lora_dropout < 1, f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
         need(not self.cuda_graphs or self.lora_dropout == 0,
              "--cuda-graphs replays fixed kernels: it needs --lora-dropout 0 (nothing random in the model)")
+        for flag, on in (("--chunked-loss", self.chunked_loss), ("--offload-embeddings", self.offload_embeddings)):
+            need(not on or (self.loss_on_labels_only and self.peft != "full"),
+                 f"{flag} needs the label-only loss and a frozen LM head (--loss-on-labels-only, --peft qlora or lora)")
         need(self.log_every >= 1, f"--log-every must be >= 1, got {self.log_every}")
         need(self.save_every >= 0, f"--save-every must be >= 0, got {self.save_every}")
         need(self.eval_limit is None or self.eval_limit >= 1, f"--eval-limit must be >= 1, got {self.eval_limit}")

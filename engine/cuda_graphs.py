@@ -19,7 +19,9 @@ A graph replays fixed shapes and fixed addresses, which decides everything below
     longest answer in the data; unused slots point at position 0 with target -100 (ignored). With
     --no-loss-on-labels-only every position is a slot (label_slots None);
   * inputs are copied into the graph's own tensors before each replay; the window's loss normaliser is
-    a device scalar filled before each replay (it changes every optimizer step);
+    a device scalar filled before each replay (it changes every optimizer step); with the embeddings
+    in host memory (--offload-embeddings) the input is the rows gathered on the host, [B, T, H], not
+    the ids (a device-to-host read of the ids cannot be recorded);
   * gradients accumulate in place into .grad tensors that exist before capture, so the loop zeroes them
     in place (`zero_grad(set_to_none=False)`) instead of freeing them.
 Not graphed: the optimizer step (bitsandbytes passes the learning rate, which changes every step, as a
@@ -37,8 +39,9 @@ import time
 
 import torch
 
-from engine.loss import IGNORE_INDEX, loss_sum_at_positions
+from engine.loss import IGNORE_INDEX, body_and_head, loss_sum_at_positions
 from engine.memory import ActivationCounter
+from models.offload import HostEmbedding
 
 LENGTH_MULTIPLE = 32  # padded lengths: ~7 graphs for prompts of 100-300 tokens, < 32 pad tokens per row
 
@@ -48,9 +51,11 @@ def padded_length(length: int) -> int:
 
 
 def static_micro_batch(input_ids: list[list[int]], labels: list[list[int]], *, batch_size: int, length: int,
-                       label_slots: int, pad_token_id: int) -> dict[str, torch.Tensor]:
+                       label_slots: int, pad_token_id: int, host_embedding: HostEmbedding | None = None
+                       ) -> dict[str, torch.Tensor]:
     """Host tensors of fixed shapes for one micro-batch (rows right-padded, missing rows all pad):
-    input_ids [batch_size, length]; positions, targets [label_slots]: flat indices into the
+    input_ids [batch_size, length] (or, with `host_embedding`, inputs_embeds [batch_size, length, H]:
+    the rows of those ids); positions, targets [label_slots]: flat indices into the
     [batch_size * (length - 1)] predicting positions, and the token each must predict (-100: unused)."""
     ids = torch.full((batch_size, length), pad_token_id, dtype=torch.long)
     positions = torch.zeros(label_slots, dtype=torch.long)
@@ -65,6 +70,8 @@ def static_micro_batch(input_ids: list[list[int]], labels: list[list[int]], *, b
         positions[used:used + len(at)] = row * (length - 1) + at
         targets[used:used + len(at)] = shifted[at]
         used += len(at)
+    if host_embedding is not None:
+        return {"inputs_embeds": host_embedding.gather(ids), "positions": positions, "targets": targets}
     return {"input_ids": ids, "positions": positions, "targets": targets}
 
 
@@ -72,10 +79,13 @@ class GraphedMicroSteps:
     """forward + loss + backward of one micro-batch as a CUDA graph replay (see the module docstring)."""
 
     def __init__(self, model: torch.nn.Module, *, batch_size: int, label_slots: int | None, pad_token_id: int,
-                 lengths: list[int], device: torch.device):
+                 lengths: list[int], device: torch.device, chunked: bool = False):
         if device.type != "cuda":
             raise ValueError("--cuda-graphs needs a CUDA device")
-        self.model, self.device = model, device
+        self.model, self.device, self.chunked = model, device, chunked
+        # Read at construction: the embeddings must already be where training keeps them.
+        embedding = body_and_head(model)[0].get_input_embeddings()
+        self.host_embedding = embedding if isinstance(embedding, HostEmbedding) else None
         self.activations = ActivationCounter(model)  # hooks run in the eager run before each capture only
         self.last_activations = 0  # bytes saved for backward by the last replayed micro-batch
         self.batch_size, self.label_slots, self.pad_token_id = batch_size, label_slots, pad_token_id
@@ -99,7 +109,8 @@ class GraphedMicroSteps:
         for length in self.lengths:
             if length not in self.graphs:
                 empty = static_micro_batch([], [], batch_size=self.batch_size, length=length,
-                                           label_slots=self._slots(length), pad_token_id=self.pad_token_id)
+                                           label_slots=self._slots(length), pad_token_id=self.pad_token_id,
+                                           host_embedding=self.host_embedding)
                 self.graphs[length] = self._capture({k: v.to(self.device) for k, v in empty.items()})
         torch.cuda.synchronize(self.device)
         self.peak_allocated = max(self.peak_allocated, torch.cuda.max_memory_allocated(self.device))
@@ -110,18 +121,19 @@ class GraphedMicroSteps:
 
     @classmethod
     def for_training(cls, model: torch.nn.Module, data, *, batch_size: int, label_only: bool,
-                     device: torch.device) -> "GraphedMicroSteps":
+                     device: torch.device, chunked: bool = False) -> "GraphedMicroSteps":
         """Sized for `data` (engine.loop.TrainData): label slots for `batch_size` of its longest answers."""
         longest_answer = max(data.label_tokens(i) for i in range(len(data.input_ids)))
         return cls(model, batch_size=batch_size, label_slots=batch_size * longest_answer if label_only else None,
-                   pad_token_id=data.pad_token_id, lengths=data.lengths, device=device)
+                   pad_token_id=data.pad_token_id, lengths=data.lengths, device=device, chunked=chunked)
 
     def forward_backward(self, input_ids: list[list[int]], labels: list[list[int]], scale: float) -> torch.Tensor:
         """Accumulate this micro-batch's gradients of (loss sum x scale) into .grad; returns the scaled
         loss as a device scalar (valid until the next call)."""
         length = padded_length(max(len(ids) for ids in input_ids))
         host = static_micro_batch(input_ids, labels, batch_size=self.batch_size, length=length,
-                                  label_slots=self._slots(length), pad_token_id=self.pad_token_id)
+                                  label_slots=self._slots(length), pad_token_id=self.pad_token_id,
+                                  host_embedding=self.host_embedding)
         if length not in self.graphs:  # a length record_all was not told about
             self.graphs[length] = self._capture({k: v.to(self.device) for k, v in host.items()})
         graph, inputs, activation_bytes = self.graphs[length]
@@ -133,7 +145,7 @@ class GraphedMicroSteps:
         return self.loss
 
     def _run(self, inputs: dict[str, torch.Tensor]) -> None:
-        loss = loss_sum_at_positions(self.model, **inputs) * self.scale
+        loss = loss_sum_at_positions(self.model, **inputs, chunked=self.chunked) * self.scale
         loss.backward()
         self.loss.copy_(loss.detach())
 

@@ -23,3 +23,21 @@ def resolve_compute_dtype(name: str, device: torch.device) -> torch.dtype:
         cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
         return torch.bfloat16 if cuda_bf16 else torch.float32
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
+
+
+def use_expandable_segments() -> None:
+    """PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True, set from inside the process. Call it before the
+    first CUDA allocation: segments that exist already keep their fixed size.
+
+    Why it matters here: the caching allocator carves fixed-size segments and keeps them; micro-batches
+    of changing lengths leave blocks of the wrong size cached, so `reserved` climbs well above
+    `allocated` (measured on an H100, eager Llama-3.2-1B QLoRA 4 x 4: 2.93 GiB reserved for a 1.56 GiB
+    peak). An expandable segment maps more physical pages onto one growing virtual range instead."""
+    setting = "expandable_segments:True"
+    for name in ("_accelerator_setAllocatorSettings", "_cuda_cudaCachingAllocator_set_allocator_settings"):
+        setter = getattr(torch._C, name, None)  # the first name is torch >= 2.9's, the second older
+        if setter is not None:
+            setter(setting)
+            return
+    raise ValueError("--expandable-segments: this PyTorch cannot change the allocator's settings at run time; "
+                     f"set PYTORCH_CUDA_ALLOC_CONF={setting} instead")

@@ -111,7 +111,7 @@ def train(cfg: TrainConfig, model: torch.nn.Module, data: TrainData, optimizer: 
     model.train()
     # The module that runs forward + loss. Under torchrun it is wrapped by DDP (Trainer: accelerate's
     # `prepare`), which registers the gradient all-reduce hooks; the optimizer keeps the same tensors.
-    loss_module: torch.nn.Module = CausalLMLoss(model, label_only=cfg.loss_on_labels_only)
+    loss_module: torch.nn.Module = CausalLMLoss(model, label_only=cfg.loss_on_labels_only, chunked=cfg.chunked_loss)
     grad_allreduces = [0]  # DDP gradient all-reduce calls (one per bucket) in the current step
     if dist_env.enabled:
         loss_module = DistributedDataParallel(loss_module, device_ids=[device.index] if device.type == "cuda" else None)
@@ -128,7 +128,8 @@ def train(cfg: TrainConfig, model: torch.nn.Module, data: TrainData, optimizer: 
         raise ValueError("--cuda-graphs runs in a single process (DDP's gradient hooks are not captured)")
     if cfg.cuda_graphs and graphed is None:
         graphed = GraphedMicroSteps.for_training(model, data, batch_size=cfg.batch_size,
-                                                 label_only=cfg.loss_on_labels_only, device=device)
+                                                 label_only=cfg.loss_on_labels_only, device=device,
+                                                 chunked=cfg.chunked_loss)
     micro_batches_per_epoch = math.ceil(len(data.input_ids) / (cfg.batch_size * dist_env.world_size))
     metrics_file = None
     if dist_env.is_main:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from engine.chunked_loss import chunked_head_loss_sum
+
 IGNORE_INDEX = -100
 
 
@@ -27,31 +29,44 @@ def body_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Mod
     return base.get_decoder(), base.get_output_embeddings()
 
 
-def loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor], *, label_only: bool) -> torch.Tensor:
-    """Sum of next-token cross-entropies over the label tokens of `batch` (fp32 scalar)."""
+def head_loss_sum(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, *, chunked: bool) -> torch.Tensor:
+    """Sum of cross-entropies of head(hidden) [K, V] against targets [K] (-100 ignored). `chunked`:
+    over vocabulary chunks, recomputed in backward (engine/chunked_loss.py); a head whose weight is not
+    on the hidden states' device (--offload-embeddings) is always streamed that way."""
+    if chunked or head.weight.device != hidden.device:
+        return chunked_head_loss_sum(hidden, head, targets)
+    logits = head(hidden).float()  # [K, V], fp32 for a stable log-softmax
+    return F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+def loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor], *, label_only: bool,
+             chunked: bool = False) -> torch.Tensor:
+    """Sum of next-token cross-entropies over the label tokens of `batch` (fp32 scalar). `chunked`
+    (label_only only): the LM head and loss over vocabulary chunks, see `head_loss_sum`."""
     targets = batch["labels"][:, 1:]  # [B, T-1]: the token each position must predict
     if label_only:
         body, head = body_and_head(model)
         hidden = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         is_label = targets != IGNORE_INDEX  # [B, T-1]
-        logits = head(hidden[:, :-1][is_label]).float()  # [N_labels, V], fp32 for a stable log-softmax
-        return F.cross_entropy(logits, targets[is_label], reduction="sum")
+        return head_loss_sum(head, hidden[:, :-1][is_label], targets[is_label], chunked=chunked)  # [N_labels, H]
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # [B, T, V]
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
                            ignore_index=IGNORE_INDEX, reduction="sum")
 
 
-def loss_sum_at_positions(model: torch.nn.Module, input_ids: torch.Tensor, positions: torch.Tensor,
-                          targets: torch.Tensor) -> torch.Tensor:
+def loss_sum_at_positions(model: torch.nn.Module, positions: torch.Tensor, targets: torch.Tensor, *,
+                          input_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
+                          chunked: bool = False) -> torch.Tensor:
     """`loss_sum` with fixed shapes, for CUDA graphs (engine/cuda_graphs.py): the batch is right-padded
     and runs without an attention mask (causal attention never lets a real token see a later pad), and
     the LM head runs at `positions` [K] (flat indices into the [B * (T-1)] predicting positions), whose
-    `targets` [K] are -100 where a slot is unused. Same sum as `loss_sum` on the same examples."""
+    `targets` [K] are -100 where a slot is unused. Same sum as `loss_sum` on the same examples.
+    `inputs_embeds` [B, T, H] replaces `input_ids` when the embedding rows were gathered on the host
+    (--offload-embeddings)."""
     body, head = body_and_head(model)
-    hidden = body(input_ids=input_ids).last_hidden_state  # [B, T, H]
+    hidden = body(input_ids=input_ids, inputs_embeds=inputs_embeds).last_hidden_state  # [B, T, H]
     predicting = hidden[:, :-1].reshape(-1, hidden.shape[-1])  # [B * (T-1), H]
-    logits = head(predicting.index_select(0, positions)).float()  # [K, V]
-    return F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction="sum")
+    return head_loss_sum(head, predicting.index_select(0, positions), targets, chunked=chunked)
 
 
 class CausalLMLoss(torch.nn.Module):
@@ -60,10 +75,10 @@ class CausalLMLoss(torch.nn.Module):
     This is the unit DistributedDataParallel wraps: DDP arms its gradient all-reduce in its own
     forward, so the whole computation (body, head, loss) must run inside one `forward` call."""
 
-    def __init__(self, model: torch.nn.Module, *, label_only: bool):
+    def __init__(self, model: torch.nn.Module, *, label_only: bool, chunked: bool = False):
         super().__init__()
-        self.model, self.label_only = model, label_only
+        self.model, self.label_only, self.chunked = model, label_only, chunked
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-        return loss_sum(self.model, batch, label_only=self.label_only)
+        return loss_sum(self.model, batch, label_only=self.label_only, chunked=self.chunked)

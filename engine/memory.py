@@ -14,6 +14,8 @@ The record (the `mem` field of metrics.jsonl, a documented contract), all in byt
   params_4bit       packed 4-bit weights + quantisation state (absmax, nested absmax, code books)
   params_frozen     other frozen parameters and buffers (embeddings, norms, rotary tables, ...)
   params_trainable  parameters the optimizer updates (LoRA A/B, or everything with --peft full)
+  params_host       frozen parameters kept in pinned host memory (--offload-embeddings: embeddings and
+                    LM head), in none of the other params_* keys: host RAM, not device memory (0 without)
   grads             gradients at their peak in the step (after the last backward, before zero_grad)
   optimizer         every optimizer state tensor (Adam moments, 8-bit absmax/code books, step counts)
   optimizer_paged   the part of `optimizer` in CUDA unified memory (0 on CPU)
@@ -40,7 +42,7 @@ import torch
 
 from models.report import parameter_bytes
 
-MEMORY_KEYS = ("params_4bit", "params_frozen", "params_trainable", "grads", "optimizer",
+MEMORY_KEYS = ("params_4bit", "params_frozen", "params_trainable", "params_host", "grads", "optimizer",
                "optimizer_paged", "activations", "allocated", "peak_allocated", "reserved",
                "cublas_workspace", "unexplained", "device_used")
 SNAPSHOT_STEPS = 3  # optimizer steps recorded by --memory-snapshot: step 1 allocates the optimizer state
@@ -158,6 +160,7 @@ class MemoryTracker:
             "params_4bit": self.params["params_4bit"],
             "params_frozen": self.params["params_frozen"],
             "params_trainable": self.params["params_trainable"],
+            "params_host": self.params["params_host"],
             "grads": grads_bytes,
             "optimizer": optimizer_total,
             "optimizer_paged": optimizer_paged,

@@ -148,6 +148,10 @@ def load_model(
         quantize_to_4bit(model, quant_type=quant, double_quant=double_quant,
                          compute_dtype=compute_dtype, device=device)
         model.to(device)  # what is left in float: embeddings, norms, lm_head, buffers
+        if device.type == "cuda":
+            # The float weights the 4-bit ones replaced are freed, but their blocks stay cached (reserved)
+            # in the allocator. Hand them back, so that reserved memory measures training, not loading.
+            torch.cuda.empty_cache()
     if prepare_base is not None:
         model = prepare_base(model)
 

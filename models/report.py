@@ -73,14 +73,18 @@ class _StorageSet:
 
 
 def parameter_bytes(model: nn.Module) -> dict[str, int]:
-    """Bytes held by the model: {"params_4bit", "params_frozen", "params_trainable"}.
+    """Bytes held by the model: {"params_4bit", "params_frozen", "params_trainable", "params_host"}.
 
     params_4bit = packed codes + absmax + nested absmax + offset + code tables; params_frozen = other
-    frozen parameters + buffers (e.g. rotary inv_freq); params_trainable = trainable parameters."""
+    frozen parameters + buffers (e.g. rotary inv_freq); params_trainable = trainable parameters;
+    params_host = frozen parameters moved to pinned host memory (models/offload.py), in none of the
+    others: they take no device memory."""
     storages = _StorageSet()
-    out = {"params_4bit": 0, "params_frozen": 0, "params_trainable": 0}
+    out = {"params_4bit": 0, "params_frozen": 0, "params_trainable": 0, "params_host": 0}
     for param in _unique_parameters(model):
-        if _is_4bit(param):
+        if param.device.type == "cpu" and param.is_pinned():
+            out["params_host"] += storages.add(param)
+        elif _is_4bit(param):
             out["params_4bit"] += storages.add(param)
             out["params_4bit"] += sum(storages.add(t) for t in _quant_state_tensors(param))
         elif param.requires_grad:
@@ -129,7 +133,9 @@ def format_model_report(model: nn.Module) -> str:
         f"  4-bit weights + quant state: {nbytes['params_4bit'] / MIB:,.2f} MiB",
         f"  frozen float params + buffers: {nbytes['params_frozen'] / MIB:,.2f} MiB",
         f"  trainable params: {nbytes['params_trainable'] / MIB:,.2f} MiB",
-        "dtypes:",
     ]
+    if nbytes["params_host"]:
+        lines.append(f"  frozen params in pinned host memory (--offload-embeddings): {nbytes['params_host'] / MIB:,.2f} MiB")
+    lines.append("dtypes:")
     lines += [f"  {kind}: {dtypes}" for kind, dtypes in dtype_summary(model).items()]
     return "\n".join(lines)

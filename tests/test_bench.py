@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from data.synthetic import ANSWER_TOKENS, FIRST_ORDINARY_ID, PROMPT_TOKENS, synthetic_examples
-from engine.bench import BenchArgs, BenchError, format_table, main, mfu, model_facts, ours_config, parse_args, summarise
+from engine.bench import _SPEED, BenchArgs, BenchError, format_table, main, mfu, model_facts, ours_config, parse_args, summarise
 from models.load import load_model
 from models.presets import PARAMETER_COUNTS, PRESETS
 
@@ -63,7 +63,8 @@ def test_ours_flags_may_not_change_the_shared_setup():
     cfg, switches = ours_config(BenchArgs(model="arch:tiny", ours_flags="--group-by-length"),
                                 "ours --no-loss-on-labels-only --fused-lora")
     assert cfg.group_by_length and not cfg.loss_on_labels_only
-    assert switches == {"fused_lora": True, "compile_layers": False, "cuda_graphs": False}
+    assert switches == {"fused_lora": True, "compile_layers": False, "cuda_graphs": False, "chunked_loss": False,
+                        "offload_embeddings": False, "expandable_segments": False}
     assert (cfg.batch_size, cfg.accum, cfg.max_steps) == (4, 4, 12)  # the bench's defaults, warm-up included
 
 
@@ -109,8 +110,9 @@ def test_bench_end_to_end_on_cpu(tmp_path):
     assert ours["tokens"] == hf["tokens"] and ours["sum_sq_lengths"] == hf["sum_sq_lengths"]
     assert ours["losses"][0] == pytest.approx(hf["losses"][0], abs=1e-4)
     assert ours["vs_hf_tokens_per_s"] == pytest.approx(ours["tokens_per_s"] / hf["tokens_per_s"])
-    assert rows["ours --group-by-length --fused-lora"]["switches"] == {"fused_lora": True, "compile_layers": False,
-                                                                       "cuda_graphs": False}
+    assert rows["ours --group-by-length --fused-lora"]["switches"] == {
+        "fused_lora": True, "compile_layers": False, "cuda_graphs": False, "chunked_loss": False,
+        "offload_embeddings": False, "expandable_segments": False}
     expected_mfu = (6 * ours["params_nonembed"] * ours["tokens"] + 12 * ours["layers"] * ours["heads"]
                     * ours["head_dim"] * ours["sum_sq_lengths"]) / ours["wall_s"] / 989e12
     assert mfu(ours, 989.0) == pytest.approx(expected_mfu) and ours["mfu"] == pytest.approx(expected_mfu)
@@ -148,5 +150,8 @@ def test_bench_on_cuda(tmp_path):
         assert row["tokens_per_s"] > 0 and not row["device"].startswith("cpu")
         assert 0 < row["peak_allocated"] <= row["peak_reserved"] <= row["device_used"]
     assert rows["ours"]["losses"][0] == pytest.approx(rows["hf"]["losses"][0], rel=2e-2)  # bf16 vs autocast
-    graphs, eager = rows["ours --group-by-length --fused-lora --cuda-graphs"], rows["ours --group-by-length --fused-lora"]
+    eager = rows["ours --group-by-length --fused-lora --chunked-loss"]
+    graphs = rows[f"ours {_SPEED}"]
     assert graphs["switches"]["cuda_graphs"] and graphs["losses"] == pytest.approx(eager["losses"], rel=2e-2)
+    offloaded = rows[f"ours {_SPEED} --expandable-segments --offload-embeddings"]
+    assert offloaded["switches"]["offload_embeddings"] and offloaded["losses"] == pytest.approx(eager["losses"], rel=2e-2)
