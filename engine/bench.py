@@ -62,7 +62,7 @@ SHARED_FIELDS = ("model", "peft", "quant", "double_quant", "compute_dtype", "lor
 # the offload around training) and the loop the others.
 SPEED_SWITCHES = {"fused_lora": "--fused-lora", "compile_layers": "--compile-layers", "cuda_graphs": "--cuda-graphs",
                   "chunked_loss": "--chunked-loss", "offload_embeddings": "--offload-embeddings",
-                  "expandable_segments": "--expandable-segments"}
+                  "expandable_segments": "--expandable-segments", "cublas_workspace_mib": "--cublas-workspace-mib"}
 # --ladder: each row adds one switch to the row above it (the first row is the closest to HF: logits
 # everywhere); with --ours-flags in front of each. The speed switches first, then the memory ones.
 # --cuda-graphs needs CUDA: the CPU ladder stops before it.
@@ -281,12 +281,15 @@ def run_ours(args: BenchArgs, system: str, device: torch.device, dtype: torch.dt
     from models.load import load_model
 
     cfg, switches = ours_config(args, system)
-    if (cfg.offload_embeddings or cfg.expandable_segments) and device.type != "cuda":
-        raise BenchError(f"system {system!r}: --offload-embeddings and --expandable-segments need a CUDA device")
-    if cfg.expandable_segments:
-        from engine.device import use_expandable_segments
+    if (cfg.offload_embeddings or cfg.expandable_segments or cfg.cublas_workspace_mib) and device.type != "cuda":
+        raise BenchError(f"system {system!r}: --offload-embeddings, --expandable-segments and --cublas-workspace-mib "
+                         "need a CUDA device")
+    from engine.device import set_cublas_workspace, use_expandable_segments
 
-        use_expandable_segments()  # before the model's first allocation
+    if cfg.expandable_segments:  # both before the model's first allocation and first matmul
+        use_expandable_segments()
+    if cfg.cublas_workspace_mib is not None:
+        set_cublas_workspace(cfg.cublas_workspace_mib)
     model = load_model(cfg.model, peft=cfg.peft, quant=cfg.quant, double_quant=cfg.double_quant, compute_dtype=dtype,
                        lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                        target_modules=cfg.target_modules, device=device, seed=cfg.seed)

@@ -12,7 +12,7 @@ Here the vocabulary is walked in chunks of CHUNK_ROWS rows of the head's weight 
             (logsumexp - target logit). Saved for backward: hidden [K, H] and the log-sum-exp [K].
   backward: the chunk's logits again, p = softmax = exp(logits_c - lse), minus 1 at the target,
             times the incoming gradient; grad_hidden += p @ W_c (fp32 accumulator [K, H]).
-Peak extra memory: a few [K, C] fp32 tiles (C = 8,192: 9 MiB at K = 280) instead of [K, V] copies.
+Peak extra memory: a few [K, C] fp32 tiles (C = 4,096: 4.4 MiB at K = 280) instead of [K, V] copies.
 Cost: the head's matmul runs twice (forward and the recompute), ~0.3 GFLOP per row of K on Llama.
 
 The weight may live in pinned host memory (--offload-embeddings, models/offload.py): each chunk is
@@ -27,7 +27,7 @@ import torch
 
 from data.tokenize import IGNORE_INDEX
 
-CHUNK_ROWS = 8192  # rows of W per chunk: Llama-3.2-1B 32 MiB of bf16 weight, SmolLM2 9 MiB
+CHUNK_ROWS = 4096  # rows of W per chunk: Llama-3.2-1B 16 MiB of bf16 weight, SmolLM2 4.5 MiB
 
 
 def _weight_chunk(weight: torch.Tensor, start: int, device: torch.device) -> torch.Tensor:

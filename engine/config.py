@@ -115,7 +115,7 @@ class TrainConfig:
     (a multiple of 32 tokens), and replay it (engine/cuda_graphs.py): one launch instead of thousands of
     small kernels, which the CPU cannot issue as fast as the GPU runs them."""
     chunked_loss: bool = False
-    """Compute the label-only LM head and loss over vocabulary chunks of 8,192 rows, recomputed in backward
+    """Compute the label-only LM head and loss over vocabulary chunks of 4,096 rows, recomputed in backward
     (engine/chunked_loss.py): the [label tokens, vocab] fp32 logits and their gradients never exist whole."""
     offload_embeddings: bool = False
     """CUDA only: keep the frozen embedding and LM head in pinned host memory while training (models/offload.py):
@@ -124,6 +124,10 @@ class TrainConfig:
     """CUDA only: PyTorch's allocator grows one mapped segment instead of caching fixed blocks
     (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True), so changing shapes fragment less: reserved stays
     near allocated."""
+    cublas_workspace_mib: Optional[int] = None
+    """CUDA only: size of each cuBLAS workspace in MiB (CUBLAS_WORKSPACE_CONFIG). PyTorch keeps one per
+    (cuBLAS handle, stream), and backward runs on a thread with its own handle: two or more workspaces of
+    32 MiB each on Hopper by default. Smaller ones leave cuBLAS fewer split-K choices."""
 
     # ---- run --------------------------------------------------------------------------------
     seed: int = 1234
@@ -172,6 +176,11 @@ class TrainConfig:
         for flag, on in (("--chunked-loss", self.chunked_loss), ("--offload-embeddings", self.offload_embeddings)):
             need(not on or (self.loss_on_labels_only and self.peft != "full"),
                  f"{flag} needs the label-only loss and a frozen LM head (--loss-on-labels-only, --peft qlora or lora)")
+        need(self.cublas_workspace_mib is None or self.cublas_workspace_mib >= 1,
+             f"--cublas-workspace-mib must be >= 1, got {self.cublas_workspace_mib}")
+        need(not (self.memory_snapshot and self.cuda_graphs),
+             "--memory-snapshot cannot record the allocator's history while CUDA graphs are captured "
+             "(and replays allocate nothing): drop one of them")
         need(self.log_every >= 1, f"--log-every must be >= 1, got {self.log_every}")
         need(self.save_every >= 0, f"--save-every must be >= 0, got {self.save_every}")
         need(self.eval_limit is None or self.eval_limit >= 1, f"--eval-limit must be >= 1, got {self.eval_limit}")

@@ -30,12 +30,17 @@ kernel argument), clipping and logging: a few hundred launches per optimizer ste
 Capture needs one eager run first (cuBLAS and the allocator set themselves up), on a side stream, here
 on an all-pad micro-batch with no labels (shapes, not values, decide the kernels and the memory). That
 run is the activation measurement for its length (saved-tensor hooks do not run on replay), and its
-gradient contribution is undone, so recording changes nothing numerically.
+gradient contribution is undone, so recording changes nothing numerically. Every length's eager run
+comes before the first capture, and their cached blocks are released in between: the recording's peak
+is then the larger of the two passes, not their sum (measured on the H100, Llama-3.2-1B 4 x 4 with
+--offload-embeddings: see README, "Side by side with HF Trainer").
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 
@@ -96,6 +101,8 @@ class GraphedMicroSteps:
         self.scale = torch.zeros((), device=device)  # 1 / label tokens of the window (the loop's `scale`)
         self.loss = torch.zeros((), device=device)  # the last replay's scaled loss; read it before the next
         self.pool = torch.cuda.graph_pool_handle()
+        self.stream = torch.cuda.Stream(device)  # eager runs and captures: one stream, one set of workspaces
+        self.input_buffers: dict[str, torch.Tensor] = {}  # flat device tensors, see _empty_inputs
         self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor], int]] = {}
         self.lengths = sorted({padded_length(n) for n in lengths}, reverse=True)  # longest first
         self.peak_allocated = 0  # bytes, set by record_all
@@ -103,18 +110,37 @@ class GraphedMicroSteps:
     def record_all(self) -> float:
         """Record one graph per padded length not recorded yet; returns the seconds it took. Sets
         `peak_allocated`: replays allocate nothing (they reuse the addresses the recording got), so the
-        recording's allocator peak is the replays' footprint, which later peak counters cannot see."""
+        recording's allocator peak is the replays' footprint, which later peak counters cannot see.
+
+        Two passes, for memory: first the eager run of every length, then the captures. Interleaved, the
+        eager run of each length would need fresh memory beside the graph pool, which already holds the
+        longer lengths' recordings: reserved would be the pool *plus* an eager micro-batch."""
         started = time.perf_counter()
         torch.cuda.reset_peak_memory_stats(self.device)
-        for length in self.lengths:
-            if length not in self.graphs:
-                empty = static_micro_batch([], [], batch_size=self.batch_size, length=length,
-                                           label_slots=self._slots(length), pad_token_id=self.pad_token_id,
-                                           host_embedding=self.host_embedding)
-                self.graphs[length] = self._capture({k: v.to(self.device) for k, v in empty.items()})
+        missing = {length: self._empty_inputs(length) for length in self.lengths if length not in self.graphs}
+        with self._gradients_kept():
+            activation_bytes = {length: self._eager_run(inputs) for length, inputs in missing.items()}
+        torch.cuda.empty_cache()  # the eager runs' blocks go back to the driver before the pool grows
+        for length, inputs in missing.items():
+            self.graphs[length] = (self._record(inputs), inputs, activation_bytes[length])
         torch.cuda.synchronize(self.device)
         self.peak_allocated = max(self.peak_allocated, torch.cuda.max_memory_allocated(self.device))
         return time.perf_counter() - started
+
+    def _empty_inputs(self, length: int) -> dict[str, torch.Tensor]:
+        """The graph's own input tensors for `length`, filled with an all-pad micro-batch without labels.
+        They are views of one device buffer per input, sized by the longest length: the graphs never run
+        at once (with --offload-embeddings the rows [B, T, H] would otherwise cost a buffer per length)."""
+        empty = static_micro_batch([], [], batch_size=self.batch_size, length=length, label_slots=self._slots(length),
+                                   pad_token_id=self.pad_token_id, host_embedding=self.host_embedding)
+        inputs = {}
+        for name, host in empty.items():
+            flat = self.input_buffers.get(name)
+            if flat is None or flat.numel() < host.numel():  # graphs recorded earlier keep the old buffer alive
+                flat = self.input_buffers[name] = torch.empty(host.numel(), dtype=host.dtype, device=self.device)
+            inputs[name] = flat[:host.numel()].view(host.shape)
+            inputs[name].copy_(host)  # all pad: the same values in every view, whatever the length
+        return inputs
 
     def _slots(self, length: int) -> int:
         return self.label_slots or self.batch_size * (length - 1)
@@ -135,7 +161,10 @@ class GraphedMicroSteps:
                                   label_slots=self._slots(length), pad_token_id=self.pad_token_id,
                                   host_embedding=self.host_embedding)
         if length not in self.graphs:  # a length record_all was not told about
-            self.graphs[length] = self._capture({k: v.to(self.device) for k, v in host.items()})
+            inputs = self._empty_inputs(length)
+            with self._gradients_kept():
+                activation_bytes = self._eager_run(inputs)
+            self.graphs[length] = (self._record(inputs), inputs, activation_bytes)
         graph, inputs, activation_bytes = self.graphs[length]
         for name, tensor in host.items():
             inputs[name].copy_(tensor, non_blocking=True)
@@ -149,18 +178,30 @@ class GraphedMicroSteps:
         loss.backward()
         self.loss.copy_(loss.detach())
 
-    def _capture(self, inputs: dict[str, torch.Tensor]):
-        grads_before = [p.grad.clone() for p in self.trainable]
+    @contextmanager
+    def _gradients_kept(self) -> Iterator[None]:
+        """Undo what eager runs add to .grad (recording must change nothing numerically). The copy waits
+        on the host, not on the device, where it would raise the recording's peak."""
+        before = [p.grad.to("cpu") for p in self.trainable]
+        yield
+        for p, kept in zip(self.trainable, before):
+            p.grad.copy_(kept)
+
+    def _eager_run(self, inputs: dict[str, torch.Tensor]) -> int:
+        """The eager run capture needs first (cuBLAS and the allocator set themselves up), on the
+        recording stream; it measures the length's activations too. Returns their bytes."""
         self.scale.fill_(1.0)
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):  # the eager run capture needs first; it also measures activations
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(self.stream):
             with self.activations.count():
                 self._run(inputs)
-        torch.cuda.current_stream(self.device).wait_stream(side)
+        torch.cuda.current_stream(self.device).wait_stream(self.stream)
+        return self.activations.last
+
+    def _record(self, inputs: dict[str, torch.Tensor]) -> torch.cuda.CUDAGraph:
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):  # records only: nothing runs during capture
+        # The eager runs' stream: cuBLAS keeps a workspace per (handle, stream), and a stream of its own
+        # would give the captures another set of them.
+        with torch.cuda.graph(graph, pool=self.pool, stream=self.stream):  # records only: nothing runs
             self._run(inputs)
-        for p, before in zip(self.trainable, grads_before):  # undo the eager run's contribution
-            p.grad.copy_(before)
-        return graph, inputs, self.activations.last
+        return graph

@@ -9,7 +9,7 @@ together (479 MiB). Nothing trains it, and training uses it in two narrow ways:
     memory just before their matmul (engine/chunked_loss.py): two passes over the matrix per
     micro-batch (forward, and the recompute in backward), ~1 GiB over PCIe, a fixed cost per
     micro-batch, not per token.
-So the device holds a chunk (8,192 rows: 32 MiB for Llama) instead of the matrix. Pinned (page-locked)
+So the device holds a chunk (4,096 rows: 16 MiB for Llama) instead of the matrix. Pinned (page-locked)
 memory is what lets a host-to-device copy run asynchronously and be recorded in a CUDA graph.
 
 The Parameter objects stay the same (tied weights stay tied, the optimizer never sees them); only

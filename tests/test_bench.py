@@ -64,7 +64,8 @@ def test_ours_flags_may_not_change_the_shared_setup():
                                 "ours --no-loss-on-labels-only --fused-lora")
     assert cfg.group_by_length and not cfg.loss_on_labels_only
     assert switches == {"fused_lora": True, "compile_layers": False, "cuda_graphs": False, "chunked_loss": False,
-                        "offload_embeddings": False, "expandable_segments": False}
+                        "offload_embeddings": False, "expandable_segments": False,
+                        "cublas_workspace_mib": None}
     assert (cfg.batch_size, cfg.accum, cfg.max_steps) == (4, 4, 12)  # the bench's defaults, warm-up included
 
 
@@ -112,7 +113,7 @@ def test_bench_end_to_end_on_cpu(tmp_path):
     assert ours["vs_hf_tokens_per_s"] == pytest.approx(ours["tokens_per_s"] / hf["tokens_per_s"])
     assert rows["ours --group-by-length --fused-lora"]["switches"] == {
         "fused_lora": True, "compile_layers": False, "cuda_graphs": False, "chunked_loss": False,
-        "offload_embeddings": False, "expandable_segments": False}
+        "offload_embeddings": False, "expandable_segments": False, "cublas_workspace_mib": None}
     expected_mfu = (6 * ours["params_nonembed"] * ours["tokens"] + 12 * ours["layers"] * ours["heads"]
                     * ours["head_dim"] * ours["sum_sq_lengths"]) / ours["wall_s"] / 989e12
     assert mfu(ours, 989.0) == pytest.approx(expected_mfu) and ours["mfu"] == pytest.approx(expected_mfu)

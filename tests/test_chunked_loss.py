@@ -4,6 +4,8 @@ LoRA gradients as the plain label-only loss. On CPU: the arithmetic and the modu
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -123,11 +125,15 @@ def test_offload_and_chunked_loss_need_a_frozen_head_and_labels_only():
             TrainConfig(**flags)
 
 
-def test_offload_on_cpu_is_a_one_line_error(tmp_path):
-    from train import run
+def test_cublas_workspace_setting_is_the_environment_pytorch_reads(monkeypatch):
+    from engine.device import set_cublas_workspace
 
-    with pytest.raises(ConfigError, match="--offload-embeddings is about CUDA memory"):
-        run(TrainConfig(model="arch:tiny", data="dummy:32", device="cpu", offload_embeddings=True, out=str(tmp_path / "r")))
+    for name in ("CUBLAS_WORKSPACE_CONFIG", "CUBLASLT_WORKSPACE_SIZE"):
+        monkeypatch.setenv(name, "")  # restored (or removed) after the test
+    set_cublas_workspace(8)
+
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":8192:1"  # one workspace of 8,192 KiB per handle and stream
+    assert os.environ["CUBLASLT_WORKSPACE_SIZE"] == "8192"
 
 
 @pytest.mark.gpu

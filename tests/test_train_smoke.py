@@ -98,6 +98,11 @@ def test_resume_reproduces_losses(chat_file, tmp_path):
     (["--model", "arch:no-such-preset"], "no-such-preset"),
     (["--cuda-graphs", "--lora-dropout", "0.1"], "--cuda-graphs replays fixed kernels"),
     (["--model", "arch:tiny", "--cuda-graphs", "--device", "cpu"], "--cuda-graphs needs a CUDA device"),
+    (["--model", "arch:tiny", "--offload-embeddings", "--device", "cpu"], "--offload-embeddings is about CUDA memory"),
+    (["--model", "arch:tiny", "--cublas-workspace-mib", "8", "--device", "cpu"], "--cublas-workspace-mib is about CUDA"),
+    (["--cublas-workspace-mib", "0"], "--cublas-workspace-mib must be >= 1"),
+    (["--cuda-graphs", "--memory-snapshot", "s.pickle"], "--memory-snapshot cannot record"),
+    (["--chunked-loss", "--peft", "full"], "--chunked-loss needs the label-only loss"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args, "--out", str(tmp_path / "x")],
