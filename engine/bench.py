@@ -69,7 +69,8 @@ SPEED_SWITCHES = {"fused_lora": "--fused-lora", "compile_layers": "--compile-lay
 _SPEED = "--group-by-length --fused-lora --chunked-loss --cuda-graphs"
 LADDER = ("--no-loss-on-labels-only", "", "--group-by-length", "--group-by-length --fused-lora",
           "--group-by-length --fused-lora --chunked-loss", _SPEED, f"{_SPEED} --expandable-segments",
-          f"{_SPEED} --expandable-segments --offload-embeddings")
+          f"{_SPEED} --expandable-segments --offload-embeddings",
+          f"{_SPEED} --expandable-segments --offload-embeddings --cublas-workspace-mib 8")
 MFU_FORMULA = ("MFU = (6 * N_nonembed * tokens + 12 * L * H * d_head * sum(T_i^2)) / time / peak  "
                "[N_nonembed: parameters without embeddings/lm_head (4-bit weights counted unpacked, LoRA "
                "included); L layers, H heads of d_head; T_i each example's length; model FLOPs: "
