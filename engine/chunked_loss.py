@@ -13,7 +13,7 @@ Here the vocabulary is walked in chunks of CHUNK_ROWS rows of the head's weight 
   backward: the chunk's logits again, p = softmax = exp(logits_c - lse), minus 1 at the target,
             times the incoming gradient; grad_hidden += p @ W_c (fp32 accumulator [K, H]).
 Peak extra memory: a few [K, C] fp32 tiles (C = 4,096: 4.4 MiB at K = 280) instead of [K, V] copies.
-Cost: the head's matmul runs twice (forward and the recompute), ~0.3 GFLOP per row of K on Llama.
+Cost: the head's matmul runs twice (forward and the recompute): 2 x H x V FLOPs per row of K, 0.5 GFLOP on Llama.
 
 The weight may live in pinned host memory (--offload-embeddings, models/offload.py): each chunk is
 then copied to the device just before its matmul (two passes over the whole matrix per micro-batch,
