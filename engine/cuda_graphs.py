@@ -32,8 +32,8 @@ on an all-pad micro-batch with no labels (shapes, not values, decide the kernels
 run is the activation measurement for its length (saved-tensor hooks do not run on replay), and its
 gradient contribution is undone, so recording changes nothing numerically. Every length's eager run
 comes before the first capture, and their cached blocks are released in between: the recording's peak
-is then the larger of the two passes, not their sum (measured on the H100, Llama-3.2-1B 4 x 4 with
---offload-embeddings: see README, "Side by side with HF Trainer").
+is then the larger of the two passes, not their sum (measured on the H100, Llama-3.2-1B QLoRA 4 x 4
+with checkpointing: 2.83 -> 2.39 GiB peak reserved).
 """
 
 from __future__ import annotations
@@ -180,8 +180,8 @@ class GraphedMicroSteps:
 
     @contextmanager
     def _gradients_kept(self) -> Iterator[None]:
-        """Undo what eager runs add to .grad (recording must change nothing numerically). The copy waits
-        on the host, not on the device, where it would raise the recording's peak."""
+        """Undo what eager runs add to .grad (recording must change nothing numerically). The copy is kept
+        in host memory: on the device it would raise the recording's peak."""
         before = [p.grad.to("cpu") for p in self.trainable]
         yield
         for p, kept in zip(self.trainable, before):
