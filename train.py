@@ -24,7 +24,7 @@ import torch
 from engine.checkpoint import TrainState, checkpoint_config, find_checkpoint, load_checkpoint, save_adapter
 from engine.compile import compiled_decoder_layers
 from engine.config import ConfigError, TrainConfig, parse_config
-from engine.device import resolve_compute_dtype, resolve_device, set_cublas_workspace, use_expandable_segments
+from engine.device import apply_cuda_memory_settings, resolve_compute_dtype, resolve_device
 from engine.distributed import LaunchError, init_distributed, launch_environment, shutdown
 from engine.io import atomic_write_json, atomic_write_text
 from engine.loop import TrainData, total_optimizer_steps, train
@@ -76,15 +76,7 @@ def run(cfg: TrainConfig) -> RunResult:
         raise ConfigError("--memory-snapshot records the CUDA allocator: it needs a CUDA device")
     if cfg.cuda_graphs and (device.type != "cuda" or dist_env.enabled):
         raise ConfigError("--cuda-graphs needs a CUDA device and a single process (DDP's gradient hooks are not captured)")
-    for flag, on in (("--offload-embeddings", cfg.offload_embeddings), ("--expandable-segments", cfg.expandable_segments),
-                     ("--cublas-workspace-mib", cfg.cublas_workspace_mib is not None)):
-        if on and device.type != "cuda":
-            raise ConfigError(f"{flag} is about CUDA memory: it needs a CUDA device")
-    # Both before the model exists: the allocator's first segment and the first cuBLAS handle read them.
-    if cfg.expandable_segments:
-        use_expandable_segments()
-    if cfg.cublas_workspace_mib is not None:
-        set_cublas_workspace(cfg.cublas_workspace_mib)
+    apply_cuda_memory_settings(cfg, device)  # before the model exists: its first allocation reads them
     compute_dtype = resolve_compute_dtype(cfg.compute_dtype, device)
     run_dir = Path(cfg.out or f"runs/{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     cfg.out = str(run_dir)

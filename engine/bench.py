@@ -282,15 +282,9 @@ def run_ours(args: BenchArgs, system: str, device: torch.device, dtype: torch.dt
     from models.load import load_model
 
     cfg, switches = ours_config(args, system)
-    if (cfg.offload_embeddings or cfg.expandable_segments or cfg.cublas_workspace_mib) and device.type != "cuda":
-        raise BenchError(f"system {system!r}: --offload-embeddings, --expandable-segments and --cublas-workspace-mib "
-                         "need a CUDA device")
-    from engine.device import set_cublas_workspace, use_expandable_segments
+    from engine.device import apply_cuda_memory_settings
 
-    if cfg.expandable_segments:  # both before the model's first allocation and first matmul
-        use_expandable_segments()
-    if cfg.cublas_workspace_mib is not None:
-        set_cublas_workspace(cfg.cublas_workspace_mib)
+    apply_cuda_memory_settings(cfg, device)  # as train.py: before the model exists
     model = load_model(cfg.model, peft=cfg.peft, quant=cfg.quant, double_quant=cfg.double_quant, compute_dtype=dtype,
                        lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                        target_modules=cfg.target_modules, device=device, seed=cfg.seed)

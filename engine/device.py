@@ -6,6 +6,8 @@ import os
 
 import torch
 
+from engine.config import ConfigError, TrainConfig
+
 
 def resolve_device(name: str) -> torch.device:
     """auto: the GPU if there is one, else the CPU. Bad names are a one-line ValueError."""
@@ -51,3 +53,16 @@ def set_cublas_workspace(mib: int) -> None:
     per workspace by default, two of them in a training step (forward and backward threads)."""
     os.environ["CUBLAS_WORKSPACE_CONFIG"] = f":{mib * 1024}:1"  # :<KiB>:<count>
     os.environ["CUBLASLT_WORKSPACE_SIZE"] = str(mib * 1024)  # KiB
+
+
+def apply_cuda_memory_settings(cfg: TrainConfig, device: torch.device) -> None:
+    """The CUDA memory switches of `cfg`: refused off CUDA; the allocator and cuBLAS settings applied
+    now, which must be before the model exists (its first allocation, the first matmul)."""
+    for flag, on in (("--offload-embeddings", cfg.offload_embeddings), ("--expandable-segments", cfg.expandable_segments),
+                     ("--cublas-workspace-mib", cfg.cublas_workspace_mib is not None)):
+        if on and device.type != "cuda":
+            raise ConfigError(f"{flag} is about CUDA memory: it needs a CUDA device")
+    if cfg.expandable_segments:
+        use_expandable_segments()
+    if cfg.cublas_workspace_mib is not None:
+        set_cublas_workspace(cfg.cublas_workspace_mib)
