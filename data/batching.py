@@ -1,14 +1,45 @@
-"""Batches: which examples go together (batch_order) and how they become tensors (collate)."""
+"""Batches: the tokenised training set (TrainData), which examples go together (batch_order) and how
+they become tensors (collate)."""
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 import torch
 
 from data.tokenize import IGNORE_INDEX
 
 MEGA_BATCH_FACTOR = 50  # length grouping sorts within windows of 50 batches: shuffled, yet similar lengths
+
+
+@dataclass
+class TrainData:
+    """Tokenised examples as plain lists (fast to index), plus the pad id for collation."""
+
+    input_ids: list[list[int]]
+    labels: list[list[int]]
+    pad_token_id: int
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.input_ids]
+
+    def label_tokens(self, i: int) -> int:
+        """Targets of example i that enter the loss: labels[1:] (position 0 predicts nothing) not -100."""
+        return sum(1 for t in self.labels[i][1:] if t != IGNORE_INDEX)
+
+    def micro_batch(self, indices: list[int], device: torch.device) -> dict[str, torch.Tensor]:
+        batch = collate([{"input_ids": self.input_ids[i], "labels": self.labels[i]} for i in indices],
+                        pad_token_id=self.pad_token_id)
+        return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+    def fold_token_ids(self, vocab_size: int) -> "TrainData":
+        """Random-init presets with a vocabulary smaller than the bundled tokenizer's (polyglot-ko: 30,080
+        < 49,152) cannot embed every id. Their weights are random, so ids are folded modulo the
+        vocabulary: shapes, memory and speed are those of the real model; the text is not."""
+        fold = lambda ids: [i % vocab_size if i != IGNORE_INDEX else i for i in ids]  # noqa: E731
+        return TrainData([fold(x) for x in self.input_ids], [fold(y) for y in self.labels], self.pad_token_id)
 
 
 def collate(examples: list[dict], pad_token_id: int, pad_to_multiple_of: int | None = None) -> dict[str, torch.Tensor]:

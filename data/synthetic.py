@@ -1,5 +1,7 @@
 """Seeded synthetic data with the shape of our text-to-SQL examples, for speed benchmarks.
 
+    --data synthetic:1024      1,024 such sequences (the benchmark's default)
+
 A rendered example of the bundled benchmark is a long prompt (system message, schema DDL, question:
 masked with -100) followed by a short answer (the SQL and its end-of-turn token: labelled). Speed and
 memory depend on those lengths, not on what the tokens say, so random ids reproduce them without a
@@ -16,9 +18,22 @@ from __future__ import annotations
 
 import random
 
+from data.tokenize import IGNORE_INDEX
+
+SYNTHETIC_PREFIX = "synthetic:"
 PROMPT_TOKENS = (120, 260)  # inclusive range of masked prompt tokens per example
 ANSWER_TOKENS = (20, 70)  # inclusive range of labelled answer tokens per example (end token included)
 FIRST_ORDINARY_ID = 100  # ids below are special tokens in SmolLM2's vocabulary (and harmless elsewhere)
+
+
+def parse_synthetic_spec(spec: str) -> int | None:
+    """"synthetic:<examples>" -> examples; any other data spec -> None; a malformed one -> ValueError."""
+    if not spec.startswith(SYNTHETIC_PREFIX):
+        return None
+    value = spec[len(SYNTHETIC_PREFIX):]
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"--data {spec!r}: expected synthetic:<number of examples>, an integer >= 1 (e.g. synthetic:1024)")
+    return int(value)
 
 
 def synthetic_examples(num_examples: int, *, vocab_size: int, end_id: int, seed: int = 0,
@@ -41,5 +56,5 @@ def synthetic_examples(num_examples: int, *, vocab_size: int, end_id: int, seed:
         prompt = [rng.randrange(FIRST_ORDINARY_ID, vocab_size) for _ in range(prompt_len)]
         answer = [rng.randrange(FIRST_ORDINARY_ID, vocab_size) for _ in range(answer_len - 1)] + [end_id]
         input_ids.append(prompt + answer)
-        labels.append([-100] * prompt_len + answer)
+        labels.append([IGNORE_INDEX] * prompt_len + answer)
     return input_ids, labels

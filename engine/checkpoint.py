@@ -4,7 +4,7 @@
 A checkpoint holds exactly what `--resume` needs to continue with the same losses as an uninterrupted
 run: the trainable weights, the optimizer state (Adam moments), the scheduler position, every RNG
 state, and where in the data order we stopped. Every directory is written under a temporary name and
-renamed into place complete (engine/io.py): a crash mid-save leaves the previous checkpoint intact.
+renamed into place complete (data/files.py): a crash mid-save leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from engine.io import atomic_directory, atomic_write_json
+from data.files import atomic_directory, atomic_write_json
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 

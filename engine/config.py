@@ -15,11 +15,12 @@ import typing
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Literal, Optional
 
+from engine.device import COMPUTE_DTYPES
+from engine.optim import OPTIMIZERS
+from engine.schedule import SCHEDULERS
 from models.bundled import BUNDLED_NAME
-
-PEFT_MODES = ("qlora", "lora", "full")
-OPTIMIZERS = ("paged_adamw_8bit", "adamw_8bit", "paged_adamw", "adamw")
-SCHEDULERS = ("linear", "cosine", "constant")
+from models.load import DEFAULT_SEED, PEFT_MODES
+from models.quantize import QUANT_TYPES
 
 
 class ConfigError(ValueError):
@@ -33,13 +34,13 @@ class TrainConfig:
     """Model spec: the bundled SmolLM2-135M-Instruct (default), `arch:<preset>` for a random-init
     model from a built-in architecture (tiny, smollm2-135m, llama-3.2-1b, qwen2.5-0.5b,
     polyglot-ko-1.3b, hyperclovax-seed-1.5b, phi-3-mini, llama-3.1-8b), or a local HF directory."""
-    peft: Literal["qlora", "lora", "full"] = "qlora"
+    peft: Literal[PEFT_MODES] = "qlora"
     """qlora: 4-bit frozen base + LoRA; lora: base in the compute dtype + LoRA; full: every weight trained."""
-    quant: Literal["nf4", "fp4"] = "nf4"
+    quant: Literal[QUANT_TYPES] = "nf4"
     """4-bit data type for qlora (NF4 suits normally distributed weights; the QLoRA paper's choice)."""
     double_quant: bool = True
     """Quantise the 4-bit blocks' absmax constants too (8-bit, blocks of 256): ~0.37 bits/param saved."""
-    compute_dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    compute_dtype: Literal[("auto", *COMPUTE_DTYPES)] = "auto"
     """dtype of activations and frozen float weights. auto: bf16 on a CUDA GPU that supports it, else fp32
     (bf16 matmuls are emulated and ~20x slower on AVX2 CPUs)."""
     lora_r: int = 16
@@ -56,7 +57,9 @@ class TrainConfig:
     # ---- data -------------------------------------------------------------------------------
     data: str = "bundled"
     """Training data: `bundled` (generated text-to-SQL benchmark), a Spider CSV or JSON file (schema DDL
-    from tables.json / the database folder when present), or a chat / alpaca / prompt-completion JSONL file."""
+    from tables.json / the database folder when present), a chat / alpaca / prompt-completion JSONL file,
+    `dummy:<length>` (random ids, every position labelled) or `synthetic:<examples>` (random ids shaped
+    like the bundled examples: prompt 120-260 tokens, answer 20-70)."""
     split: str = "train"
     """Split of the bundled benchmark to train on (train, test, heldout)."""
     max_length: int = 512
@@ -82,13 +85,13 @@ class TrainConfig:
     """Peak learning rate (the QLoRA paper's 2e-4)."""
     warmup: float = 0.03
     """Warmup length: below 1 a fraction of the optimizer steps (rounded up), from 1 a number of steps."""
-    scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    scheduler: Literal[SCHEDULERS] = "linear"
     """Learning-rate decay after warmup."""
     weight_decay: float = 0.01
     """Decoupled weight decay (AdamW), not applied to biases and norm weights."""
     max_grad_norm: float = 1.0
     """Clip the global gradient L2 norm to this value; 0 disables clipping (the norm is still reported)."""
-    optim: Literal["paged_adamw_8bit", "adamw_8bit", "paged_adamw", "adamw"] = "paged_adamw_8bit"
+    optim: Literal[OPTIMIZERS] = "paged_adamw_8bit"
     """Optimizer. paged_*: bitsandbytes, state in CUDA unified memory (CUDA only: on CPU the unpaged
     variant is used and the choice is printed); *_8bit: blockwise 8-bit state; adamw: torch.optim.AdamW."""
     loss_on_labels_only: bool = True
@@ -105,20 +108,20 @@ class TrainConfig:
     """Evaluate only this many examples, spread evenly over the split (default: all of it)."""
 
     fused_lora: bool = False
-    """Run each LoRA layer as one autograd node (models/fused_lora.py): peft's arithmetic without its extra
+    """Run each LoRA layer as one autograd node (engine/features/fused_lora.py): peft's arithmetic without its extra
     [tokens, out] passes, and without the fp32 copy of each layer's input kept for backward in bf16 models."""
     compile_layers: bool = False
-    """torch.compile one decoder layer and reuse it for every layer (engine/compile.py), for training only;
+    """torch.compile one decoder layer and reuse it for every layer (engine/features/compile.py), for training only;
     the first step compiles (~15 s for SmolLM2 on a 2-core CPU)."""
     cuda_graphs: bool = False
     """CUDA only: record each micro-batch's forward + loss + backward as a CUDA graph, once per padded length
-    (a multiple of 32 tokens), and replay it (engine/cuda_graphs.py): one launch instead of thousands of
+    (a multiple of 32 tokens), and replay it (engine/features/cuda_graphs.py): one launch instead of thousands of
     small kernels, which the CPU cannot issue as fast as the GPU runs them."""
     chunked_loss: bool = False
     """Compute the label-only LM head and loss over vocabulary chunks of 4,096 rows, recomputed in backward
-    (engine/chunked_loss.py): the [label tokens, vocab] fp32 logits and their gradients never exist whole."""
+    (engine/features/chunked_loss.py): the [label tokens, vocab] fp32 logits and their gradients never exist whole."""
     offload_embeddings: bool = False
-    """CUDA only: keep the frozen embedding and LM head in pinned host memory while training (models/offload.py):
+    """CUDA only: keep the frozen embedding and LM head in pinned host memory while training (engine/features/offload.py):
     input rows are gathered on the host, the LM head streams its weight in chunks (implies --chunked-loss)."""
     expandable_segments: bool = False
     """CUDA only: PyTorch's allocator grows one mapped segment instead of caching fixed blocks
@@ -130,7 +133,7 @@ class TrainConfig:
     32 MiB each on Hopper by default. Smaller ones leave cuBLAS fewer split-K choices."""
 
     # ---- run --------------------------------------------------------------------------------
-    seed: int = 1234
+    seed: int = DEFAULT_SEED
     """Seed for data order, LoRA initialisation and random-init presets (seed 000 uses 1234)."""
     out: Optional[str] = None
     """Output directory (default runs/<timestamp>): config.json, metrics.jsonl, adapter/, checkpoint-N/."""
@@ -152,12 +155,11 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(message)
 
-        need(self.peft in PEFT_MODES, f"--peft must be one of {', '.join(PEFT_MODES)}, got {self.peft!r}")
-        need(self.quant in ("nf4", "fp4"), f"--quant must be nf4 or fp4, got {self.quant!r}")
-        need(self.compute_dtype in ("auto", "bf16", "fp16", "fp32"),
-             f"--compute-dtype must be auto, bf16, fp16 or fp32, got {self.compute_dtype!r}")
-        need(self.optim in OPTIMIZERS, f"--optim must be one of {', '.join(OPTIMIZERS)}, got {self.optim!r}")
-        need(self.scheduler in SCHEDULERS, f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):  # a choice field (Literal) holds one of its choices
+            choices = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is Literal else None
+            need(choices is None or getattr(self, f.name) in choices,
+                 f"--{f.name.replace('_', '-')} must be one of {', '.join(choices or ())}, got {getattr(self, f.name)!r}")
         need(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
         need(self.accum >= 1, f"--accum must be >= 1, got {self.accum}")
         need(self.max_steps == -1 or self.max_steps >= 1, f"--max-steps must be >= 1 or -1, got {self.max_steps}")

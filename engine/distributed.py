@@ -5,20 +5,24 @@ slice of each global batch. DDP all-reduces the trainable gradients during backw
 optimizer step all ranks hold identical weights. `torchrun --nproc-per-node N train.py ...` sets the
 environment this module reads: RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT.
 
-HF Trainer does the same through `accelerate` (`Accelerator.prepare`, `accelerator.accumulate`).
+HF Trainer does the same through `accelerate`; `Distributed` offers the loop the four calls it needs
+from accelerate's `Accelerator` (`prepare`, `no_sync`, `reduce`, `gather`), each a no-op in a single
+process, so the loop reads the same with one rank or many.
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+from torch.nn.parallel import DistributedDataParallel
 
 LAUNCH_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-FAULT_VARIABLE = "QLORA_ENGINE_FAULT"  # "RANK:STEP": that rank dies abruptly at that step (failure tests)
 
 
 class LaunchError(ValueError):
@@ -39,6 +43,54 @@ class Distributed:
     def is_main(self) -> bool:
         """Rank 0 alone writes logs, metrics, checkpoints and the adapter."""
         return self.rank == 0
+
+    def print(self, *args, **kwargs) -> None:
+        """`print` on rank 0; the other ranks say nothing."""
+        if self.is_main:
+            print(*args, **kwargs)
+
+    def prepare(self, module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        """accelerate's `prepare`: under torchrun, wrap `module` (forward = the loss) in DDP, which registers
+        the gradient all-reduce hooks; the optimizer keeps the same tensors. The wrapper counts its
+        all-reduce calls (one per gradient bucket) in `grad_allreduces`. One process: `module` as is."""
+        if not self.enabled:
+            return module
+        ddp = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+        ddp.grad_allreduces = 0
+
+        def counting_allreduce(process_group, bucket):  # DDP's default hook, counted
+            ddp.grad_allreduces += 1
+            return allreduce_hook(process_group, bucket)
+
+        ddp.register_comm_hook(None, counting_allreduce)
+        return ddp
+
+    def no_backward_sync(self, module: torch.nn.Module, enabled: bool):
+        """accelerate's `no_sync` (litgpt's `no_backward_sync`): while accumulating, DDP's backward keeps
+        gradients local instead of all-reducing them after every micro-batch; the last micro-batch of
+        the window syncs once. A no-op in one process or when not `enabled`."""
+        return module.no_sync() if self.enabled and enabled else nullcontext()
+
+    def all_reduce_sum(self, value: torch.Tensor) -> torch.Tensor:
+        """Sum over ranks, in place (a no-op in a single process)."""
+        if self.enabled:
+            dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        return value
+
+    def sum_over_ranks(self, values: list[int], device: torch.device) -> list[int]:
+        """Python integers summed over ranks: one small all-reduce (a sync); unchanged in one process,
+        where no device tensor is made (reading one back would sync with the device)."""
+        if not self.enabled:
+            return values
+        return self.all_reduce_sum(torch.tensor(values, device=device)).tolist()
+
+    def gather(self, obj) -> list:
+        """Every rank's `obj`, in rank order (a one-element list in a single process)."""
+        if not self.enabled:
+            return [obj]
+        out = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
 
 
 def launch_environment() -> Distributed:
@@ -74,29 +126,6 @@ def init_distributed(env: Distributed, device: torch.device, timeout_s: float) -
     dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s),
                             device_id=device if device.type == "cuda" else None)
     return device
-
-
-def all_reduce_sum(value: torch.Tensor, env: Distributed) -> torch.Tensor:
-    """Sum over ranks, in place (a no-op in a single process)."""
-    if env.enabled:
-        dist.all_reduce(value, op=dist.ReduceOp.SUM)
-    return value
-
-
-def gather_objects(obj, env: Distributed) -> list:
-    """Every rank's `obj`, in rank order (a one-element list in a single process)."""
-    if not env.enabled:
-        return [obj]
-    out = [None] * env.world_size
-    dist.all_gather_object(out, obj)
-    return out
-
-
-def maybe_inject_fault(env: Distributed, step: int) -> None:
-    """Failure testing: `QLORA_ENGINE_FAULT=1:2` kills rank 1 abruptly at step 2, as a crash would."""
-    spec = os.environ.get(FAULT_VARIABLE)
-    if spec and spec == f"{env.rank}:{step}":
-        os._exit(17)
 
 
 def shutdown(env: Distributed) -> None:

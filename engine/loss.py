@@ -8,19 +8,22 @@ Two facts shape it:
     --accum 4` would not equal `--batch-size 4`. We return the *sum* of token losses; the loop divides
     by the number of label tokens in the whole accumulation window (Trainer's `num_items_in_batch`).
 
-With `label_only` the LM head runs only at positions whose label is not -100. The prompt (schema +
-question, most of the tokens) never gets vocab-wide logits: for SmolLM2 that is 49,152 floats per
-position, 192 KiB in fp32, more than the whole 30-layer residual stream of that position.
+With `label_only` the LM head runs only at positions whose label is not -100: the prompt (schema +
+question, most of the tokens) never gets vocabulary-wide logits. How the head and its cross-entropy
+are computed is a `head_loss` function chosen at set-up: `plain_head_loss` here, or
+engine/features/chunked_loss.py's `chunked_head_loss` (--chunked-loss).
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
-from engine.chunked_loss import chunked_head_loss_sum
+from data.tokenize import IGNORE_INDEX
 
-IGNORE_INDEX = -100
+HeadLoss = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (head, hidden, targets) -> sum
 
 
 def body_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -29,44 +32,42 @@ def body_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Mod
     return base.get_decoder(), base.get_output_embeddings()
 
 
-def head_loss_sum(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, *, chunked: bool) -> torch.Tensor:
-    """Sum of cross-entropies of head(hidden) [K, V] against targets [K] (-100 ignored). `chunked`:
-    over vocabulary chunks, recomputed in backward (engine/chunked_loss.py); a head whose weight is not
-    on the hidden states' device (--offload-embeddings) is always streamed that way."""
-    if chunked or head.weight.device != hidden.device:
-        return chunked_head_loss_sum(hidden, head, targets)
-    logits = head(hidden).float()  # [K, V], fp32 for a stable log-softmax
+def plain_head_loss(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Sum of cross-entropies of head(hidden) [K, V] against targets [K] (-100 ignored), the logits
+    upcast to fp32 for a stable log-softmax."""
+    logits = head(hidden).float()
     return F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction="sum")
 
 
-def loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor], *, label_only: bool,
-             chunked: bool = False) -> torch.Tensor:
-    """Sum of next-token cross-entropies over the label tokens of `batch` (fp32 scalar). `chunked`
-    (label_only only): the LM head and loss over vocabulary chunks, see `head_loss_sum`."""
+def compute_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], *, label_only: bool,
+                 head_loss: HeadLoss = plain_head_loss) -> torch.Tensor:
+    """Trainer.compute_loss: the *sum* of next-token cross-entropies over the label tokens of `batch`
+    (an fp32 scalar). `label_only`: the LM head runs at label positions only, through `head_loss`;
+    otherwise the model's own forward builds logits everywhere, as HF models do."""
     targets = batch["labels"][:, 1:]  # [B, T-1]: the token each position must predict
     if label_only:
         body, head = body_and_head(model)
         hidden = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         is_label = targets != IGNORE_INDEX  # [B, T-1]
-        return head_loss_sum(head, hidden[:, :-1][is_label], targets[is_label], chunked=chunked)  # [N_labels, H]
+        return head_loss(head, hidden[:, :-1][is_label], targets[is_label])  # hidden: [N_labels, H]
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # [B, T, V]
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
                            ignore_index=IGNORE_INDEX, reduction="sum")
 
 
-def loss_sum_at_positions(model: torch.nn.Module, positions: torch.Tensor, targets: torch.Tensor, *,
-                          input_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
-                          chunked: bool = False) -> torch.Tensor:
-    """`loss_sum` with fixed shapes, for CUDA graphs (engine/cuda_graphs.py): the batch is right-padded
-    and runs without an attention mask (causal attention never lets a real token see a later pad), and
-    the LM head runs at `positions` [K] (flat indices into the [B * (T-1)] predicting positions), whose
-    `targets` [K] are -100 where a slot is unused. Same sum as `loss_sum` on the same examples.
-    `inputs_embeds` [B, T, H] replaces `input_ids` when the embedding rows were gathered on the host
-    (--offload-embeddings)."""
+def compute_loss_at_positions(model: torch.nn.Module, positions: torch.Tensor, targets: torch.Tensor, *,
+                              input_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
+                              head_loss: HeadLoss = plain_head_loss) -> torch.Tensor:
+    """`compute_loss` with fixed shapes, for CUDA graphs (engine/features/cuda_graphs.py): the batch is
+    right-padded and runs without an attention mask (causal attention never lets a real token see a
+    later pad), and the LM head runs at `positions` [K] (flat indices into the [B * (T-1)] predicting
+    positions), whose `targets` [K] are -100 where a slot is unused. Same sum as `compute_loss` on the
+    same examples. `inputs_embeds` [B, T, H] replaces `input_ids` when the embedding rows were gathered
+    on the host (--offload-embeddings)."""
     body, head = body_and_head(model)
     hidden = body(input_ids=input_ids, inputs_embeds=inputs_embeds).last_hidden_state  # [B, T, H]
     predicting = hidden[:, :-1].reshape(-1, hidden.shape[-1])  # [B * (T-1), H]
-    return head_loss_sum(head, predicting.index_select(0, positions), targets, chunked=chunked)
+    return head_loss(head, predicting.index_select(0, positions), targets)
 
 
 class CausalLMLoss(torch.nn.Module):
@@ -75,10 +76,10 @@ class CausalLMLoss(torch.nn.Module):
     This is the unit DistributedDataParallel wraps: DDP arms its gradient all-reduce in its own
     forward, so the whole computation (body, head, loss) must run inside one `forward` call."""
 
-    def __init__(self, model: torch.nn.Module, *, label_only: bool, chunked: bool = False):
+    def __init__(self, model: torch.nn.Module, *, label_only: bool, head_loss: HeadLoss = plain_head_loss):
         super().__init__()
-        self.model, self.label_only, self.chunked = model, label_only, chunked
+        self.model, self.label_only, self.head_loss = model, label_only, head_loss
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-        return loss_sum(self.model, batch, label_only=self.label_only, chunked=self.chunked)
+        return compute_loss(self.model, batch, label_only=self.label_only, head_loss=self.head_loss)

@@ -139,13 +139,17 @@ class MemoryTracker:
     """Builds the per-step `mem` record. Parameter bytes are computed once (they do not change)."""
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device, *,
-                 measure_cublas_workspace: bool = True):
+                 activations: ActivationCounter | None = None, measure_cublas_workspace: bool = True,
+                 replay_peak_allocated: int = 0):
+        """`activations`: the counter the micro-step fills (a new one if None); under CUDA graphs the
+        workspaces are not measured (the graphs hold them) and `replay_peak_allocated` is the recording's
+        peak (see peak_allocated above)."""
         self.model, self.optimizer, self.device = model, optimizer, device
         self.measure_cublas_workspace = measure_cublas_workspace
         self.params = parameter_bytes(model)
-        self.activations = ActivationCounter(model)
+        self.activations = activations if activations is not None else ActivationCounter(model)
         self.is_cuda = device.type == "cuda"
-        self.replay_peak_allocated = 0  # set by the loop under CUDA graphs (see peak_allocated above)
+        self.replay_peak_allocated = replay_peak_allocated
 
     def start_step(self) -> None:
         self.activations.reset()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+OPTIMIZERS = ("paged_adamw_8bit", "adamw_8bit", "paged_adamw", "adamw")  # train.py --optim
 PAGED_TO_UNPAGED = {"paged_adamw_8bit": "adamw_8bit", "paged_adamw": "adamw"}
 NO_DECAY_PARAM_MARKERS = ("bias", "norm")  # Trainer's rule: no decay for biases and LayerNorm/RMSNorm weights
 

@@ -7,6 +7,8 @@ import math
 
 import torch
 
+SCHEDULERS = ("linear", "cosine", "constant")  # train.py --scheduler
+
 
 def lr_multiplier(step: int, *, kind: str, warmup_steps: int, total_steps: int) -> float:
     """Multiplier for the lr used by optimizer step `step` (0-based: the first step uses step=0)."""

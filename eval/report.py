@@ -15,7 +15,7 @@ table as the gold query, eval/metrics.py), bucketed by Spider hardness of the go
 Our "exact match" is equality of normalised SQL text, stricter than Spider's component-set match
 (which ignores values and the order of conditions): it is a lower bound of the official number.
 
-Files written into the output directory (each atomically, engine/io.py):
+Files written into the output directory (each atomically, data/files.py):
     eval.json          every number: overall and per level, counts, settings of the run
     predictions.jsonl  one record per example: question, db_id, gold, pred, hardness, exact, exec,
                        error (why execution failed or how the results differ), raw model output
@@ -34,7 +34,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from engine.io import atomic_write_json, atomic_write_text
+from data.files import atomic_write_json, atomic_write_text
 from eval.generate import EMPTY_SQL
 from eval.hardness import SQLParseError, hardness
 from eval.metrics import exact_match, execution_match

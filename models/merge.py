@@ -26,16 +26,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.config import TrainConfig
-from engine.io import atomic_directory, atomic_write_json
+from data.files import atomic_directory, atomic_write_json
 from models.bundled import BUNDLED_NAME
-from models.quantize import QUANT_TYPES
+from models.load import DEFAULT_SEED, is_random_init, load_model, load_tokenizer
+from models.quantize import QUANT_TYPES, quantize_to_4bit
 
-# peft, bitsandbytes and models.load (which imports peft) are imported inside the functions that
-# build models: importing bitsandbytes logs a warning on CPU-only machines, and checking a path
-# (check_adapter_dir, read_run_config) should stay instant and print nothing but its error.
-BUNDLED_SPEC = BUNDLED_NAME
-TRAIN_DEFAULT_SEED = TrainConfig.seed  # the seed an arch: preset was initialised with by default
+# peft and bitsandbytes are imported inside the functions that build models: importing bitsandbytes
+# logs a warning on CPU-only machines, and checking a path (check_adapter_dir, read_run_config)
+# should print nothing but its error.
 BASE_WEIGHTS = ("auto", "dequantized", "original")
 
 
@@ -64,14 +62,11 @@ def read_run_config(adapter_dir: str | Path) -> dict | None:
 
 
 def load_base(spec: str, *, quant: str | None, double_quant: bool = True, compute_dtype: torch.dtype,
-              device: torch.device | str, seed: int = TRAIN_DEFAULT_SEED) -> nn.Module:
+              device: torch.device | str, seed: int = DEFAULT_SEED) -> nn.Module:
     """The plain base model of `spec` (no LoRA), frozen, in eval() mode, use_cache on.
 
     quant None: weights in `compute_dtype`; "nf4"/"fp4": every Linear except lm_head in 4-bit, as
     in training (models/quantize.py), quantised layer by layer onto `device` from a CPU copy."""
-    from models.load import load_model
-    from models.quantize import quantize_to_4bit
-
     if quant is not None and quant not in QUANT_TYPES:
         raise ValueError(f"unknown quant type {quant!r}; choose one of {', '.join(QUANT_TYPES)} or none")
     device = torch.device(device)
@@ -111,15 +106,15 @@ def dequantize_linears(model: nn.Module) -> nn.Module:
 def _run_settings(adapter_dir: Path | None, spec: str | None) -> dict:
     """model / peft / quant / double_quant / seed of the run that trained the adapter (defaults when unknown)."""
     run = read_run_config(adapter_dir) if adapter_dir is not None else None
-    settings = {"model": spec or BUNDLED_SPEC, "peft": None, "quant": "nf4", "double_quant": True,
-                "seed": TRAIN_DEFAULT_SEED, "run_config": None}
+    settings = {"model": spec or BUNDLED_NAME, "peft": None, "quant": "nf4", "double_quant": True,
+                "seed": DEFAULT_SEED, "run_config": None}
     if run is not None:
         if spec is not None and spec != run.get("model"):
             print(f"warning: --model {spec} differs from the run's model {run.get('model')} "
                   f"({adapter_dir.parent / 'config.json'}); using {spec}")
-        settings.update(model=spec or run.get("model", BUNDLED_SPEC), peft=run.get("peft"),
+        settings.update(model=spec or run.get("model", BUNDLED_NAME), peft=run.get("peft"),
                         quant=run.get("quant", "nf4"), double_quant=run.get("double_quant", True),
-                        seed=run.get("seed", TRAIN_DEFAULT_SEED),
+                        seed=run.get("seed", DEFAULT_SEED),
                         run_config=str(adapter_dir.parent / "config.json"))
     return settings
 
@@ -133,8 +128,6 @@ def load_for_eval(spec: str | None, adapter_dir: str | Path | None = None, *, qu
     type; lora/full -> float); without an adapter or run config "auto" means float. "none" forces
     float, "nf4"/"fp4" force 4-bit (e.g. the base alone, quantised like the run it is compared with)."""
     import peft
-
-    from models.load import load_tokenizer
 
     adapter = check_adapter_dir(adapter_dir) if adapter_dir is not None else None
     run = _run_settings(adapter, spec)
@@ -173,8 +166,6 @@ def merge_adapter(base_spec: str | None, adapter_dir: str | Path, out_dir: str |
     base_weights: "dequantized" / "original" (see the module docstring); "auto" picks dequantized
     for a qlora run, original otherwise. base_spec None: the run's model."""
     import peft
-
-    from models.load import is_random_init, load_tokenizer
 
     if base_weights not in BASE_WEIGHTS:
         raise ValueError(f"unknown base_weights {base_weights!r}; choose one of {', '.join(BASE_WEIGHTS)}")

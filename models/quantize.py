@@ -35,7 +35,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-QUANT_TYPES = ("nf4", "fp4")
+QUANT_TYPES = ("nf4", "fp4")  # train.py --quant
+QUANT_SKIP = ("lm_head",)  # layers left in the compute dtype: the output layer
 
 
 def _is_skipped(name: str, skip: Iterable[str]) -> bool:
@@ -49,7 +50,7 @@ def quantize_to_4bit(
     double_quant: bool,
     compute_dtype: torch.dtype,
     device: torch.device | str,
-    skip: Iterable[str] = ("lm_head",),
+    skip: Iterable[str] = QUANT_SKIP,
 ) -> nn.Module:
     """Replace every nn.Linear not named in `skip` by a frozen bnb Linear4bit on `device`, in place."""
     if quant_type not in QUANT_TYPES:

@@ -77,7 +77,7 @@ def parameter_bytes(model: nn.Module) -> dict[str, int]:
 
     params_4bit = packed codes + absmax + nested absmax + offset + code tables; params_frozen = other
     frozen parameters + buffers (e.g. rotary inv_freq); params_trainable = trainable parameters;
-    params_host = frozen parameters moved to pinned host memory (models/offload.py), in none of the
+    params_host = frozen parameters moved to pinned host memory (engine/features/offload.py), in none of the
     others: they take no device memory."""
     storages = _StorageSet()
     out = {"params_4bit": 0, "params_frozen": 0, "params_trainable": 0, "params_host": 0}

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from data.synthetic import ANSWER_TOKENS, FIRST_ORDINARY_ID, PROMPT_TOKENS, synthetic_examples
-from engine.bench import _SPEED, BenchArgs, BenchError, format_table, main, mfu, model_facts, ours_config, parse_args, summarise
+from engine.tools.bench import (_SPEED, BenchArgs, BenchError, format_table, main, mfu, model_facts, ours_config,
+                                parse_args, summarise)
 from models.load import load_model
 from models.presets import PARAMETER_COUNTS, PRESETS
 

@@ -1,4 +1,4 @@
-"""--chunked-loss (engine/chunked_loss.py) and --offload-embeddings (models/offload.py): the same loss and
+"""--chunked-loss (engine/features/chunked_loss.py) and --offload-embeddings (engine/features/offload.py): the same loss and
 LoRA gradients as the plain label-only loss. On CPU: the arithmetic and the module swap; on a GPU
 (-m gpu): pinned host memory, streaming inside CUDA graphs, and the device memory it saves."""
 
@@ -9,16 +9,18 @@ import os
 import pytest
 import torch
 
-import engine.chunked_loss as chunked_loss
+import engine.features.chunked_loss as chunked_loss
+from data.batching import TrainData
 from engine.checkpoint import TrainState
 from engine.config import ConfigError, TrainConfig
-from engine.cuda_graphs import static_micro_batch
-from engine.loop import TrainData, train
-from engine.loss import body_and_head, head_loss_sum, loss_sum, loss_sum_at_positions
+from engine.features.chunked_loss import chunked_head_loss
+from engine.features.cuda_graphs import static_micro_batch
+from engine.features.offload import HostEmbedding, offload_embeddings, restore_embeddings
+from engine.loop import train
+from engine.loss import body_and_head, compute_loss, compute_loss_at_positions, plain_head_loss
 from engine.optim import create_optimizer
 from engine.schedule import create_scheduler
 from models.load import load_model
-from models.offload import HostEmbedding, offload_embeddings, restore_embeddings
 from models.report import parameter_bytes
 from tests.test_cuda_graphs import examples
 
@@ -59,7 +61,7 @@ def test_head_loss_over_ragged_chunks_equals_cross_entropy(monkeypatch):
     targets[[2, 5]] = -100
     results = []
     for chunked in (False, True):
-        loss = head_loss_sum(head, hidden, targets, chunked=chunked)
+        loss = (chunked_head_loss if chunked else plain_head_loss)(head, hidden, targets)
         (grad,) = torch.autograd.grad(loss * 0.7, hidden)
         results.append((loss.item(), grad))
     (plain, plain_grad), (ours, ours_grad) = results
@@ -71,7 +73,7 @@ def test_head_loss_over_ragged_chunks_equals_cross_entropy(monkeypatch):
 def test_chunked_head_refuses_a_trainable_head():
     head = torch.nn.Linear(4, 10, bias=False)
     with pytest.raises(ValueError, match="frozen LM head"):
-        head_loss_sum(head, torch.randn(2, 4), torch.tensor([1, 2]), chunked=True)
+        chunked_head_loss(head, torch.randn(2, 4), torch.tensor([1, 2]))
 
 
 @pytest.mark.parametrize("dtype, rel", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
@@ -80,8 +82,8 @@ def test_chunked_loss_equals_the_plain_loss_on_the_tiny_preset(monkeypatch, dtyp
     monkeypatch.setattr(chunked_loss, "CHUNK_ROWS", 5000)
     model = tiny_model(dtype)
     batch = batch_of(*examples())
-    plain_loss, plain_grads = loss_and_lora_grads(model, lambda: loss_sum(model, batch, label_only=True))
-    ours_loss, ours_grads = loss_and_lora_grads(model, lambda: loss_sum(model, batch, label_only=True, chunked=True))
+    plain_loss, plain_grads = loss_and_lora_grads(model, lambda: compute_loss(model, batch, label_only=True))
+    ours_loss, ours_grads = loss_and_lora_grads(model, lambda: compute_loss(model, batch, label_only=True, head_loss=chunked_head_loss))
     assert ours_loss == pytest.approx(plain_loss, rel=rel)
     for name, grad in plain_grads.items():
         assert torch.allclose(ours_grads[name].float(), grad.float(), rtol=rel, atol=rel * grad.abs().max().item()), name
@@ -93,7 +95,7 @@ def test_offloaded_embeddings_give_the_same_loss_and_come_back():
     restore_embeddings puts the original module back."""
     model = tiny_model()
     batch = batch_of(*examples())
-    plain_loss, plain_grads = loss_and_lora_grads(model, lambda: loss_sum(model, batch, label_only=True))
+    plain_loss, plain_grads = loss_and_lora_grads(model, lambda: compute_loss(model, batch, label_only=True))
     body, head = body_and_head(model)
     original, weight = body.get_input_embeddings(), head.weight
     assert weight is original.weight  # tied
@@ -102,7 +104,7 @@ def test_offloaded_embeddings_give_the_same_loss_and_come_back():
     host = body.get_input_embeddings()
     assert isinstance(host, HostEmbedding) and host.weight is weight and head.weight is weight
     assert sum(1 for p in model.parameters() if p is weight) == 1  # still one Parameter, listed once
-    ours_loss, ours_grads = loss_and_lora_grads(model, lambda: loss_sum(model, batch, label_only=True, chunked=True))
+    ours_loss, ours_grads = loss_and_lora_grads(model, lambda: compute_loss(model, batch, label_only=True, head_loss=chunked_head_loss))
     assert ours_loss == pytest.approx(plain_loss, rel=1e-5)
     for name, grad in plain_grads.items():
         assert torch.allclose(ours_grads[name], grad, rtol=1e-5, atol=1e-5 * grad.abs().max().item()), name
@@ -112,7 +114,7 @@ def test_offloaded_embeddings_give_the_same_loss_and_come_back():
                                host_embedding=host)
     ids = static_micro_batch(input_ids, labels, batch_size=4, length=64, label_slots=40, pad_token_id=0)["input_ids"]
     assert torch.equal(fixed["inputs_embeds"], weight.data[ids])  # [4, 64, H]: the rows of the padded ids
-    fixed_loss, _ = loss_and_lora_grads(model, lambda: loss_sum_at_positions(model, **fixed, chunked=True))
+    fixed_loss, _ = loss_and_lora_grads(model, lambda: compute_loss_at_positions(model, **fixed, head_loss=chunked_head_loss))
     assert fixed_loss == pytest.approx(plain_loss, rel=1e-5)
 
     restore_embeddings(model, CPU)
@@ -126,7 +128,7 @@ def test_offload_and_chunked_loss_need_a_frozen_head_and_labels_only():
 
 
 def test_cublas_workspace_setting_is_the_environment_pytorch_reads(monkeypatch):
-    from engine.device import set_cublas_workspace
+    from engine.features.cuda_memory import set_cublas_workspace
 
     for name in ("CUBLAS_WORKSPACE_CONFIG", "CUBLASLT_WORKSPACE_SIZE"):
         monkeypatch.setenv(name, "")  # restored (or removed) after the test

@@ -1,4 +1,4 @@
-"""CUDA graphs (engine/cuda_graphs.py): the fixed-shape micro-batch computes the loss and gradients of
+"""CUDA graphs (engine/features/cuda_graphs.py): the fixed-shape micro-batch computes the loss and gradients of
 the plain loop. On CPU: the layout and the fixed-shape loss; on a GPU (-m gpu): capture and replay."""
 
 from __future__ import annotations
@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from data.batching import collate
+from data.batching import TrainData, collate
 from engine.checkpoint import TrainState
 from engine.config import TrainConfig
-from engine.cuda_graphs import LENGTH_MULTIPLE, padded_length, static_micro_batch
-from engine.loop import TrainData, train
-from engine.loss import loss_sum, loss_sum_at_positions
+from engine.features.cuda_graphs import LENGTH_MULTIPLE, padded_length, static_micro_batch
+from engine.loop import train
+from engine.loss import compute_loss, compute_loss_at_positions
 from engine.optim import create_optimizer
 from engine.schedule import create_scheduler
 from models.load import load_model
@@ -65,10 +65,10 @@ def test_fixed_shape_loss_and_gradients_equal_the_plain_loss(label_only):
             length = padded_length(max(map(len, input_ids)))
             batch = static_micro_batch(input_ids, labels, batch_size=4, length=length, pad_token_id=2,
                                        label_slots=4 * 20 if label_only else 4 * (length - 1))
-            loss = loss_sum_at_positions(model, **batch)
+            loss = compute_loss_at_positions(model, **batch)
         else:
             batch = collate([{"input_ids": i, "labels": lab} for i, lab in zip(input_ids, labels)], pad_token_id=2)
-            loss = loss_sum(model, batch, label_only=label_only)
+            loss = compute_loss(model, batch, label_only=label_only)
         loss.backward()
         results.append((loss.item(), {n: p.grad for n, p in model.named_parameters() if p.requires_grad}))
     (plain, plain_grads), (fixed, fixed_grads) = results
@@ -90,7 +90,7 @@ def test_graphed_training_matches_the_plain_loop_on_cuda(tmp_path, fused):
     for graphs in (False, True):
         model = load_model("arch:tiny", peft="qlora", compute_dtype=torch.bfloat16, device=device, seed=0)
         if fused:
-            from models.fused_lora import fuse_lora_layers
+            from engine.features.fused_lora import fuse_lora_layers
 
             fuse_lora_layers(model)
         cfg = TrainConfig(model="arch:tiny", batch_size=2, accum=2, ckpt=True, max_steps=4, warmup=0,

@@ -9,10 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from data.batching import TrainData
 from engine.checkpoint import TrainState
 from engine.config import TrainConfig
-from engine.loop import TrainData, train
-from engine.loss import body_and_head, loss_sum
+from engine.loop import train
+from engine.loss import body_and_head, compute_loss
 from engine.memory import ActivationCounter, MemoryTracker, gradient_bytes
 from engine.optim import create_optimizer
 from engine.schedule import create_scheduler
@@ -105,7 +106,7 @@ def test_mean_of_means_would_differ():
             batch = {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long),
                      "labels": torch.tensor([labels])}
             n = sum(t != -100 for t in labels[1:])
-            per_example.append(loss_sum(model, batch, label_only=True).item() / n)
+            per_example.append(compute_loss(model, batch, label_only=True).item() / n)
     assert abs(sum(per_example) / 4 - reference_window_loss(model, data)) > 1e-3
 
 
@@ -115,8 +116,8 @@ def test_label_only_loss_equals_full_logits_loss():
     perturb_lora_b(model)
     batch = data.micro_batch([0, 1, 2], CPU)
     with torch.no_grad():
-        a = loss_sum(model, batch, label_only=True)
-        b = loss_sum(model, batch, label_only=False)
+        a = compute_loss(model, batch, label_only=True)
+        b = compute_loss(model, batch, label_only=False)
     torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-5)
 
 
@@ -169,7 +170,7 @@ def test_tracker_8bit_state_formula():
     assert {p.numel() >= 4096 for p in trainable} == {True, False}
     optimizer = create_optimizer(model, name="adamw_8bit", lr=1e-3, weight_decay=0.0)
     data = variable_length_data(2)
-    loss_sum(model, data.micro_batch([0, 1], CPU), label_only=True).backward()
+    compute_loss(model, data.micro_batch([0, 1], CPU), label_only=True).backward()
     optimizer.step()
     tracker = MemoryTracker(model, optimizer, CPU)
     mem = tracker.record(gradient_bytes(model))
@@ -192,7 +193,7 @@ def test_activations_lower_with_checkpointing():
         model.train()
         counter = ActivationCounter(model)
         with counter.count():
-            loss = loss_sum(model, batch, label_only=True)
+            loss = compute_loss(model, batch, label_only=True)
         loss.backward()
         totals[ckpt] = counter.peak
         counter.reset()

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
+from test_generate import ScriptedLM
 
-from eval.evaluate import evaluation_data, evaluate_model, main, question_of, spread_indices
+from eval.evaluate import evaluate_model, evaluation_data, main, question_of, spread_indices
 from eval.generate import prompt_token_ids
 from models.load import load_model, load_tokenizer
 from models.merge import load_for_eval, merge_adapter
-from test_generate import ScriptedLM
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = [
@@ -225,12 +225,3 @@ def test_cli_adapter_then_merged_model_give_the_same_predictions(
     raw = [[json.loads(line)["raw"] for line in (tmp_path / d / "predictions.jsonl").read_text().splitlines()]
            for d in ("adapter", "merged-eval")]
     assert raw[0] == raw[1] and len(raw[0]) == 3
-
-
-def test_merge_module_constants_match_the_loaders() -> None:
-    import models.load
-    import models.merge
-    import models.quantize
-
-    assert models.merge.BUNDLED_SPEC == models.load.BUNDLED_SPEC
-    assert models.merge.QUANT_TYPES == models.quantize.QUANT_TYPES

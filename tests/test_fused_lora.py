@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from data.batching import TrainData
 from engine.checkpoint import TrainState
 from engine.config import TrainConfig
-from engine.loop import TrainData, train
+from engine.features.fused_lora import LoRALinearFunction, fuse_lora_layers
+from engine.loop import train
 from engine.loss import CausalLMLoss
 from engine.optim import create_optimizer
 from engine.schedule import create_scheduler
-from models.fused_lora import LoRALinearFunction, fuse_lora_layers
 from models.load import load_model
 
 CPU = torch.device("cpu")

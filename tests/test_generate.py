@@ -12,9 +12,9 @@ from torch import nn
 
 from data.prompts import sql_messages
 from data.tokenize import IGNORE_INDEX, tokenize_conversation
-from eval.generate import (EMPTY_SQL, extract_sql, generate, greedy_decode, inference_mode,
-                           prompt_token_ids, stop_token_ids)
-from models.load import BUNDLED_SPEC, load_model, load_tokenizer
+from eval.generate import (EMPTY_SQL, extract_sql, generate, greedy_decode, inference_mode, prompt_token_ids,
+                           stop_token_ids)
+from models.load import BUNDLED_NAME, load_model, load_tokenizer
 
 IM_END = 2  # SmolLM2's <|im_end|>: end of turn, eos and pad
 
@@ -204,8 +204,8 @@ def test_bad_arguments_are_one_line_errors(tokenizer) -> None:
 
 def test_bundled_model_batched_equals_one_by_one() -> None:
     """SmolLM2-135M-Instruct: padding a prompt in a batch must not change its greedy answer."""
-    tokenizer = load_tokenizer(BUNDLED_SPEC)
-    model = load_model(BUNDLED_SPEC, peft="full", compute_dtype=torch.float32, device="cpu")
+    tokenizer = load_tokenizer(BUNDLED_NAME)
+    model = load_model(BUNDLED_NAME, peft="full", compute_dtype=torch.float32, device="cpu")
     conversations = [sql_messages(q, "CREATE TABLE singer (singer_id INTEGER PRIMARY KEY, name TEXT, age INTEGER)", None)
                      for q in ("How many singers are there?", "List the names of singers older than 30, oldest first.",
                                "What is the average age?")]

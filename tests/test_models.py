@@ -11,7 +11,7 @@ import torch
 import transformers
 from torch import nn
 
-from models.load import BUNDLED_SPEC, is_random_init, load_model, load_tokenizer
+from models.load import BUNDLED_NAME, is_random_init, load_model, load_tokenizer
 from models.lora import apply_lora, default_target_modules
 from models.presets import PARAMETER_COUNTS, PRESETS, PUBLISHED_SIZES, preset_config
 from models.quantize import quantize_to_4bit
@@ -292,7 +292,7 @@ def test_random_init_is_seeded():
 
 
 def test_bundled_model_qlora_counts_and_tokenizer():
-    model = load_model(BUNDLED_SPEC, peft="qlora", compute_dtype=torch.float32, device=CPU)
+    model = load_model(BUNDLED_NAME, peft="qlora", compute_dtype=torch.float32, device=CPU)
     counts = count_parameters(model)
     assert counts["4bit"] + counts["frozen_float"] == PARAMETER_COUNTS["smollm2-135m"] == 134_515_008
     tokenizer = load_tokenizer("arch:tiny")
@@ -304,7 +304,7 @@ def test_bundled_model_qlora_counts_and_tokenizer():
 
 
 def test_spec_helpers_and_bad_specs(tmp_path):
-    assert is_random_init("arch:tiny") and not is_random_init(BUNDLED_SPEC)
+    assert is_random_init("arch:tiny") and not is_random_init(BUNDLED_NAME)
     cases = {
         "arch:nope": "unknown architecture preset 'nope'",
         "./no/such/dir": "neither",

@@ -9,15 +9,15 @@ import pytest
 import torch
 import transformers
 
+from data.batching import TrainData
 from data.dummy import dummy_examples
-from engine.loop import TrainData
-from engine.loss import loss_sum
+from engine.loss import compute_loss
 from engine.memory import ActivationCounter, MemoryTracker, gradient_bytes
 from engine.optim import create_optimizer
-from engine.predict import (GIB, largest_batch_that_fits, main, parse_size, predict_for_spec, predict_memory,
-                            quantized_weight_bytes)
-from models.lora import apply_lora, default_target_modules
+from engine.tools.predict import (GIB, largest_batch_that_fits, main, parse_size, predict_for_spec, predict_memory,
+                                  quantized_weight_bytes)
 from models.load import load_model
+from models.lora import apply_lora, default_target_modules
 from models.presets import PRESETS, preset_config
 from models.quantize import quantize_to_4bit
 from models.report import parameter_bytes
@@ -42,7 +42,7 @@ def one_step(model, optim: str, batch, *, ckpt: bool, label_only: bool) -> dict:
     tracker = MemoryTracker(model, optimizer, CPU)
     tracker.start_step()
     with tracker.activations.count():
-        loss = loss_sum(model, batch, label_only=label_only)
+        loss = compute_loss(model, batch, label_only=label_only)
     loss.backward()
     grads = gradient_bytes(model)
     optimizer.step()
@@ -56,7 +56,7 @@ def count_activations(model, batch, *, ckpt: bool, label_only: bool) -> int:
     model.train()
     counter = ActivationCounter(model)
     with counter.count():
-        loss_sum(model, batch, label_only=label_only)
+        compute_loss(model, batch, label_only=label_only)
     return counter.peak
 
 

@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from data.batching import TrainData
 from data.dummy import DEFAULT_NUM_EXAMPLES, dummy_examples, parse_dummy_spec
 from engine.checkpoint import TrainState
 from engine.config import parse_config
-from engine.loop import TrainData, total_optimizer_steps, train
+from engine.loop import total_optimizer_steps, train
 from engine.optim import create_optimizer, resolve_optimizer_name
-from engine.plots import timeline_figure
 from engine.schedule import create_scheduler
-from engine.sweep import (RunOutcome, classify_failure, grid, main, run_sweep, train_argv, train_py_runner)
+from engine.tools.plots import timeline_figure
+from engine.tools.sweep import RunOutcome, classify_failure, grid, main, run_sweep, train_argv, train_py_runner
 from models.load import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,11 +159,6 @@ def test_timeline_cli(tmp_path):
         timeline_figure(tmp_path / "missing")
 
 
-def train_py_supports_dummy_data() -> bool:
-    return "dummy" in (ROOT / "train.py").read_text()
-
-
-@pytest.mark.skipif(not train_py_supports_dummy_data(), reason="train.py does not support --data dummy:N yet")
 def test_sweep_with_real_train_py_subprocesses(tmp_path):
     """The real thing: each configuration is a `python train.py ...` process (2 x 2 grid, tiny preset)."""
     points = grid(["qlora", "lora"], [2], [False, True], [1], ["adamw"], [32])

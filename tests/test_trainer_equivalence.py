@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from data.batching import batch_order, collate
+from data.batching import TrainData, batch_order, collate
 from engine.checkpoint import TrainState
 from engine.config import TrainConfig
-from engine.loop import TrainData, train
+from engine.loop import train
 from engine.optim import create_optimizer
 from engine.schedule import create_scheduler
 from models.load import load_model

@@ -18,11 +18,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from data.files import atomic_directory, atomic_write_json, cache_root
 from data.sqlbench.domains import HELDOUT_DB, all_domains
 from data.sqlbench.schema import Database, create_table_sql, generate_rows, spider_tables_entry
 from data.sqlbench.templates import TEMPLATES, Template
-from engine.io import atomic_directory, atomic_write_json
-from engine.paths import cache_root
 
 VERSION = 2  # bump on any generator change: the cache directory name changes and it rebuilds
 BENCHMARK_SPLITS = ("train", "test", "heldout")

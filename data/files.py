@@ -1,7 +1,11 @@
-"""Atomic file output: a reader (or a crash) never sees a half-written file or directory.
+"""Files on disk, the ground floor every package stands on: atomic writes and the project's cache.
 
-Everything is written under a temporary name in the destination's own directory (same filesystem,
-so `os.replace` is an atomic rename) and renamed into place only when complete."""
+Atomic: everything is written under a temporary name in the destination's own directory (same
+filesystem, so `os.replace` is an atomic rename) and renamed into place only when complete, so a
+reader (or a crash) never sees a half-written file or directory.
+
+Cache: the converted bundled model and the generated text-to-SQL benchmark are built once and kept
+under one root, so that every module agrees on one place."""
 
 from __future__ import annotations
 
@@ -12,6 +16,15 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+CACHE_ENV = "QLORA_ENGINE_CACHE"
+
+
+def cache_root() -> Path:
+    """`$QLORA_ENGINE_CACHE`, else `~/.cache/qlora-engine`. Created on first use."""
+    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "qlora-engine")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

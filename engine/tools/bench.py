@@ -1,9 +1,9 @@
 """Side by side: our engine against HF Trainer on the same model, data, LoRA, optimizer and batch shape.
 
-    python -m engine.bench --model smollm2-135m-instruct --data synthetic --batch-size 4 --accum 4 --ckpt \\
+    python -m engine.tools.bench --model smollm2-135m-instruct --data synthetic --batch-size 4 --accum 4 --ckpt \\
         --steps 10 --warmup-steps 2 --systems hf ours
-    python -m engine.bench ... --systems hf "ours --no-loss-on-labels-only" ours "ours --group-by-length"
-    python -m engine.bench ... --ladder      # hf, then ours with one engine switch more per row
+    python -m engine.tools.bench ... --systems hf "ours --no-loss-on-labels-only" ours "ours --group-by-length"
+    python -m engine.tools.bench ... --ladder      # hf, then ours with one engine switch more per row
 
 Each system runs in its own Python process, one after the other. A fresh process is the only clean
 slate for what the table compares: the CUDA caching allocator keeps its segments (reserved memory)
@@ -42,12 +42,12 @@ from pathlib import Path
 
 import torch
 
+from data.files import atomic_write_json, atomic_write_text
 from engine.config import TrainConfig, _OneLineErrorParser
 from engine.config import build_parser as build_train_parser
-from engine.io import atomic_write_json, atomic_write_text
 from engine.memory import format_bytes
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_NAMES = ("hf", "hf-kbit", "ours")
 H100_SXM_BF16_DENSE_TFLOPS = 989.0
 BENCH_LR, BENCH_WEIGHT_DECAY, BENCH_MAX_GRAD_NORM = 2e-4, 0.01, 1.0
@@ -57,9 +57,8 @@ SHARED_FIELDS = ("model", "peft", "quant", "double_quant", "compute_dtype", "lor
                  "target_modules", "device", "data", "split", "max_length", "batch_size", "accum", "ckpt",
                  "max_steps", "epochs", "lr", "warmup", "scheduler", "weight_decay", "max_grad_norm", "optim",
                  "seed", "out", "resume", "save_every")
-# Engine switches the benchmark records per row (TrainConfig fields): run_ours applies them where train.py
-# does (the allocator setting before the model exists, fused LoRA and compiled layers after load_model,
-# the offload around training) and the loop the others.
+# Engine switches the benchmark records per row (TrainConfig fields): run_ours applies them through train.py's
+# own set-up (engine/recipe.py), so every switch acts exactly where and when it does in a training run.
 SPEED_SWITCHES = {"fused_lora": "--fused-lora", "compile_layers": "--compile-layers", "cuda_graphs": "--cuda-graphs",
                   "chunked_loss": "--chunked-loss", "offload_embeddings": "--offload-embeddings",
                   "expandable_segments": "--expandable-segments", "cublas_workspace_mib": "--cublas-workspace-mib"}
@@ -109,7 +108,7 @@ class BenchArgs:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _OneLineErrorParser(prog="python -m engine.bench", description=__doc__.split("\n")[0])
+    p = _OneLineErrorParser(prog="python -m engine.tools.bench", description=__doc__.split("\n")[0])
     p.add_argument("--model", default=BenchArgs.model, help="model spec, as train.py --model (e.g. arch:llama-3.2-1b)")
     p.add_argument("--data", choices=("synthetic", "bundled"), default=BenchArgs.data,
                    help="synthetic: seeded text-to-SQL-shaped ids (data/synthetic.py); bundled: the generated benchmark")
@@ -184,7 +183,9 @@ def ours_config(args: BenchArgs, system: str) -> tuple[TrainConfig, dict[str, bo
     """(TrainConfig, speed switches) for an "ours ..." system: the bench's shared settings, then
     --ours-flags, then the system's own flags, parsed by train.py's own parser."""
     rest = shlex.split(args.ours_flags) + split_system(system)[1]
-    base = ["--model", args.model, "--batch-size", str(args.batch_size), "--accum", str(args.accum),
+    data = ["--data", f"synthetic:{args.num_examples}"] if args.data == "synthetic" else \
+        ["--data", "bundled", "--split", args.split, "--max-length", str(args.max_length)]
+    base = [*data, "--model", args.model, "--batch-size", str(args.batch_size), "--accum", str(args.accum),
             "--max-steps", str(args.total_steps), "--warmup", "0", "--lr", str(BENCH_LR),
             "--weight-decay", str(BENCH_WEIGHT_DECAY), "--max-grad-norm", str(BENCH_MAX_GRAD_NORM),
             "--seed", str(args.seed), "--device", args.device, "--ckpt" if args.ckpt else "--no-ckpt"]
@@ -217,31 +218,6 @@ def device_used(device: torch.device) -> int | None:
     return total - free
 
 
-def build_data(args: BenchArgs, model: torch.nn.Module):
-    from engine.loop import TrainData
-
-    vocab_size = model.get_input_embeddings().num_embeddings
-    if args.data == "synthetic":
-        from data.synthetic import synthetic_examples
-
-        eos = model.config.eos_token_id
-        eos = eos[0] if isinstance(eos, (list, tuple)) else eos
-        pad = model.config.pad_token_id if model.config.pad_token_id is not None else eos
-        input_ids, labels = synthetic_examples(args.num_examples, vocab_size=vocab_size, end_id=eos, seed=args.seed)
-        return TrainData(input_ids=input_ids, labels=labels, pad_token_id=pad)
-    from data.formats import load_examples
-    from data.tokenize import tokenize_dataset
-    from models.load import is_random_init, load_tokenizer
-    from train import fold_token_ids
-
-    tokenizer = load_tokenizer(args.model)
-    tokenized = tokenize_dataset(load_examples("bundled", args.split), tokenizer, args.max_length)
-    input_ids, labels = tokenized.dataset["input_ids"], tokenized.dataset["labels"]
-    if is_random_init(args.model):
-        input_ids, labels = fold_token_ids(input_ids, labels, vocab_size)
-    return TrainData(input_ids=input_ids, labels=labels, pad_token_id=tokenizer.pad_token_id)
-
-
 def model_facts(model: torch.nn.Module) -> dict[str, int]:
     """What the MFU formula needs: non-embedding parameters, layers, heads, head size."""
     from models.report import count_parameters
@@ -267,60 +243,35 @@ def windows_of(data, cfg: TrainConfig, steps: int) -> list[list[list[int]]]:
     """Example indices of the micro-batches of each of the first `steps` optimizer steps of our loop
     (replayed with the loop's own order function)."""
     from engine.checkpoint import TrainState
-    from engine.distributed import Distributed
     from engine.loop import accumulation_windows
 
-    windows = accumulation_windows(data, cfg, TrainState(), Distributed())
-    return [next(windows)[2] for _ in range(steps)]
+    windows = accumulation_windows(data, cfg, TrainState())
+    return [next(windows).micro_batches for _ in range(steps)]
 
 
-def run_ours(args: BenchArgs, system: str, device: torch.device, dtype: torch.dtype) -> dict:
+def run_ours(args: BenchArgs, system: str, device: torch.device) -> dict:
+    """ours: train.py's own set-up (engine/recipe.py), then two calls of the loop on one micro-step
+    (the timed steps replay the CUDA graphs the warm-up recorded)."""
     from engine.checkpoint import TrainState
+    from engine.distributed import Distributed
     from engine.loop import train
-    from engine.optim import create_optimizer, resolve_optimizer_name
-    from engine.schedule import create_scheduler
-    from models.load import load_model
+    from engine.recipe import set_up
 
     cfg, switches = ours_config(args, system)
-    from engine.device import apply_cuda_memory_settings
-
-    apply_cuda_memory_settings(cfg, device)  # as train.py: before the model exists
-    model = load_model(cfg.model, peft=cfg.peft, quant=cfg.quant, double_quant=cfg.double_quant, compute_dtype=dtype,
-                       lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                       target_modules=cfg.target_modules, device=device, seed=cfg.seed)
-    if switches["fused_lora"]:
-        from models.fused_lora import fuse_lora_layers
-
-        fuse_lora_layers(model)
-    if switches["compile_layers"]:
-        from engine.compile import compile_decoder_layers
-
-        compile_decoder_layers(model)
-    data = build_data(args, model)
+    recipe = set_up(cfg, Distributed(), device)
+    model, data = recipe.model, recipe.data
     require_examples(len(data.input_ids), args)
     steps = windows_of(data, cfg, args.total_steps)
-    optimizer = create_optimizer(model, name=resolve_optimizer_name(cfg.optim, device)[0], lr=cfg.lr,
-                                 weight_decay=cfg.weight_decay)
-    scheduler = create_scheduler(optimizer, kind=cfg.scheduler, warmup_steps=0, total_steps=args.total_steps)
-    if cfg.offload_embeddings:  # for the whole run (train.py restores them after training)
-        from models.offload import offload_embeddings
-
-        offload_embeddings(model, device)
-    graphed = None  # one set of CUDA graphs for both calls: the timed steps replay what warm-up recorded
-    if cfg.cuda_graphs:
-        from engine.cuda_graphs import GraphedMicroSteps
-
-        graphed = GraphedMicroSteps.for_training(model, data, batch_size=cfg.batch_size,
-                                                 label_only=cfg.loss_on_labels_only, device=device,
-                                                 chunked=cfg.chunked_loss)
     reset_peaks(device)
-    with tempfile.TemporaryDirectory() as run_dir:
-        common = dict(device=device, run_dir=Path(run_dir), is_peft=True, graphed=graphed)
-        warm = train(cfg, model, data, optimizer, scheduler, start=TrainState(), total_steps=args.warmup_steps, **common)
+    with tempfile.TemporaryDirectory() as run_dir, recipe.training() as micro_step:
+        common = dict(device=device, run_dir=Path(run_dir), micro_step=micro_step)
+        warm = train(cfg, model, data, recipe.optimizer, recipe.scheduler, start=TrainState(),
+                     total_steps=args.warmup_steps, **common)
         resume_at = TrainState(step=args.warmup_steps, epoch=0, batch_in_epoch=args.warmup_steps * args.accum)
         synchronize(device)
         wall, cpu = time.perf_counter(), time.process_time()
-        timed = train(cfg, model, data, optimizer, scheduler, start=resume_at, total_steps=args.total_steps, **common)
+        timed = train(cfg, model, data, recipe.optimizer, recipe.scheduler, start=resume_at,
+                      total_steps=args.total_steps, **common)
         synchronize(device)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     records = warm + timed
@@ -345,6 +296,7 @@ def run_hf(args: BenchArgs, device: torch.device, dtype: torch.dtype, *, kbit_re
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from data.batching import batch_order, collate
+    from engine.recipe import load_train_data
     from models.load import load_model
 
     prepare = None
@@ -356,7 +308,7 @@ def run_hf(args: BenchArgs, device: torch.device, dtype: torch.dtype, *, kbit_re
                                                    gradient_checkpointing_kwargs={"use_reentrant": False})
     model = load_model(args.model, peft="qlora", compute_dtype=dtype, device=device, seed=args.seed,
                        prepare_base=prepare)
-    data = build_data(args, model)
+    data, _ = load_train_data(ours_config(args, "ours")[0], model)  # the data ours trains on
     require_examples(len(data.input_ids), args)
     # Our loop's order for the default config (no length grouping), read sequentially by Trainer.
     order = [i for b in batch_order(data.lengths, args.batch_size, seed=args.seed, epoch=0, group_by_length=False)
@@ -430,7 +382,7 @@ def result_record(args: BenchArgs, model, data, steps: list[list[list[int]]], *,
         "tokens": tokens,
         "examples": len(timed),
         "pad_fraction": 1 - tokens / padded,
-        "label_tokens": sum(sum(1 for t in data.labels[i][1:] if t != -100) for i in timed),
+        "label_tokens": sum(data.label_tokens(i) for i in timed),
         "sum_sq_lengths": sum(data.lengths[i] ** 2 for i in timed),
         "wall_s": wall, "cpu_s": cpu, "tokens_per_s": tokens / wall, "step_s": wall / args.steps,
         "cpu_s_per_step": cpu / args.steps, "losses": losses, "step_times": step_times,
@@ -452,7 +404,7 @@ def worker(spec_path: str, result_path: str) -> int:
     dtype = resolve_compute_dtype("auto", device)
     load_before = os.getloadavg()[0]
     name = split_system(system)[0]
-    result = (run_ours(args, system, device, dtype) if name == "ours"
+    result = (run_ours(args, system, device) if name == "ours"
               else run_hf(args, device, dtype, kbit_recipe=name == "hf-kbit"))
     result.update(system=system, device=describe_device(device), compute_dtype=str(dtype).removeprefix("torch."),
                   load_before=load_before, load_after=os.getloadavg()[0], versions=versions())
@@ -482,7 +434,7 @@ def run_system(args: BenchArgs, system: str, scratch: Path, index: int) -> dict:
     spec, result = scratch / f"spec-{index}.json", scratch / f"result-{index}.json"
     atomic_write_json(spec, {"args": dataclasses.asdict(args), "system": system})
     print(f"\n=== {system} ===", flush=True)
-    status = subprocess.run([sys.executable, "-m", "engine.bench", "--worker", str(spec), str(result)],
+    status = subprocess.run([sys.executable, "-m", "engine.tools.bench", "--worker", str(spec), str(result)],
                             cwd=REPO_ROOT).returncode
     if status != 0 or not result.exists():
         return {"system": system, "error": f"exit status {status} (its output is above)"}
@@ -576,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     if worker_paths:
         return worker(*worker_paths)
     out = Path(args.out or f"runs/bench-{datetime.now():%Y%m%d-%H%M%S}")
-    command = "python -m engine.bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = "python -m engine.tools.bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     runs = []
     with tempfile.TemporaryDirectory() as scratch:
         for repeat in range(args.repeats):

@@ -1,16 +1,16 @@
 """Memory-profiling sweep: the book's gpu_memory_experiment (seed 003, Table 5.1) over a grid, each
 configuration in its own process, every component predicted first and measured after.
 
-    python -m engine.sweep --model arch:polyglot-ko-1.3b --peft full lora qlora --batch-size 4 8 16 \\
+    python -m engine.tools.sweep --model arch:polyglot-ko-1.3b --peft full lora qlora --batch-size 4 8 16 \\
         --ckpt off on --accum 1 4 --optim adamw paged_adamw_8bit --seq-len 256 --steps 3 --out runs/sweep-x
-    python -m engine.sweep --timeline runs/sweep-x/qlora-b16-ckpt-a1-adamw-t256   # one run's per-step figure
+    python -m engine.tools.sweep --timeline runs/sweep-x/qlora-b16-ckpt-a1-adamw-t256   # one run's per-step figure
 
 Grid flags take several values and the sweep runs their cartesian product: --peft, --batch-size, --ckpt
 (off/on), --accum, --optim, --seq-len. Each configuration runs
     python train.py --data dummy:<seq_len> --max-steps <steps> --out <out>/<name> --save-every 0 ...
 in a fresh process (a fresh CUDA context: no memory left over from the previous configuration), with
 --memory-snapshot <out>/<name>/memory_snapshot.pickle when --memory-snapshot is given. Before it runs, the
-predictor's estimate (engine/predict.py) is printed; after, the run's metrics.jsonl is read (the last
+predictor's estimate (engine/tools/predict.py) is printed; after, the run's metrics.jsonl is read (the last
 step's record; the maximum over steps for activations, peak_allocated and reserved) and each component
 is printed as predicted vs measured with the error in percent.
 
@@ -39,11 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from engine.io import atomic_write_text
+from data.files import atomic_write_text
 from engine.memory import format_bytes
-from engine.predict import GIB, MEMORY_COMPONENTS, OPTIMIZERS, PEFT_MODES, predict_for_spec
+from engine.tools.predict import GIB, MEMORY_COMPONENTS, OPTIMIZERS, PEFT_MODES, predict_for_spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OOM_MARKERS = ("CUDA out of memory", "OutOfMemoryError")
 COMPARED = MEMORY_COMPONENTS + ("peak",)
 PARAM_KEYS = ("params_4bit", "params_frozen", "params_trainable")
@@ -122,7 +122,7 @@ def classify_failure(outcome: RunOutcome) -> str:
 
 def read_measured(run_dir: Path) -> tuple[dict, float | None]:
     """(mem-like dict, tokens/s) from a finished run's metrics.jsonl."""
-    from engine.plots import read_metrics
+    from engine.tools.plots import read_metrics
 
     records = read_metrics(run_dir)
     if not records:
@@ -182,7 +182,7 @@ def run_sweep(points: list[SweepPoint], *, model: str, steps: int, out_dir: Path
               memory_snapshot: bool = False, extra: list[str] = (), predict_kwargs: dict | None = None,
               log: Callable[[str], None] = print) -> list[PointResult]:
     """Run every point (one process each through `runner`), compare with the predictor, write the outputs."""
-    from engine.plots import timeline_figure
+    from engine.tools.plots import timeline_figure
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -241,7 +241,7 @@ def results_markdown(results: list[PointResult], model: str) -> str:
     cuda = any(r.measured and r.measured.get("peak_allocated") is not None for r in results)
     peak_label = "peak total (CUDA peak allocated)" if cuda else "peak total (tracked sum)"
     lines = [f"# Memory sweep: {model}", "",
-             "GiB = 1024^3 bytes. Measured values; the predicted peak is engine/predict.py's estimate.", "",
+             "GiB = 1024^3 bytes. Measured values; the predicted peak is engine/tools/predict.py's estimate.", "",
              f"| configuration | parameters | gradients | optimizer | activations | {peak_label} | tokens/s "
              "| predicted peak | error |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -259,7 +259,7 @@ def results_markdown(results: list[PointResult], model: str) -> str:
 
 
 def write_outputs(results: list[PointResult], out_dir: Path, *, model: str) -> None:
-    from engine.plots import components_figure
+    from engine.tools.plots import components_figure
 
     atomic_write_text(out_dir / "results.csv", results_csv(results))
     atomic_write_text(out_dir / "results.md", results_markdown(results, model))
@@ -277,7 +277,7 @@ def _on_off(text: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m engine.sweep", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m engine.tools.sweep", description=__doc__.split("\n")[0])
     p.add_argument("--model", default="arch:polyglot-ko-1.3b")
     p.add_argument("--peft", nargs="+", choices=PEFT_MODES, default=["qlora"])
     p.add_argument("--batch-size", nargs="+", type=int, default=[4])
@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.timeline:
-        from engine.plots import timeline_figure
+        from engine.tools.plots import timeline_figure
 
         print(timeline_figure(args.timeline))
         return 0
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--{name.replace('_', '-')} values must be >= {2 if name == 'seq_len' else 1}")
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
-    from train import resolve_compute_dtype, resolve_device  # the child resolves "auto" the same way
+    from engine.device import resolve_compute_dtype, resolve_device  # the child resolves "auto" the same way
 
     device = resolve_device(args.device)
     dtype = resolve_compute_dtype(args.compute_dtype, device)

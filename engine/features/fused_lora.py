@@ -26,6 +26,8 @@ cover (dropout > 0, several or disabled adapters, merged weights, DoRA, trainabl
 from __future__ import annotations
 
 import types
+from contextlib import contextmanager
+from typing import Iterator
 
 import bitsandbytes as bnb
 import torch
@@ -111,3 +113,20 @@ def fuse_lora_layers(model: nn.Module) -> int:
             module.forward = types.MethodType(_fused_forward, module)
             fused += _fusable(module)
     return fused
+
+
+def unfuse_lora_layers(model: nn.Module) -> None:
+    """Undo `fuse_lora_layers`: every layer runs peft's own forward again."""
+    for module in model.modules():
+        bound = module.__dict__.get("forward")
+        if isinstance(bound, types.MethodType) and bound.__func__ is _fused_forward:
+            del module.forward  # the instance attribute goes; the class's forward shows through again
+
+
+@contextmanager
+def fused_lora_layers(model: nn.Module) -> Iterator[int]:
+    """LoRA layers fused inside the block (yields how many qualify), peft's forward again after it."""
+    try:
+        yield fuse_lora_layers(model)
+    finally:
+        unfuse_lora_layers(model)

@@ -44,9 +44,11 @@ from typing import Iterator
 
 import torch
 
-from engine.loss import IGNORE_INDEX, body_and_head, loss_sum_at_positions
+from data.batching import TrainData
+from data.tokenize import IGNORE_INDEX
+from engine.features.offload import HostEmbedding
+from engine.loss import HeadLoss, body_and_head, compute_loss_at_positions, plain_head_loss
 from engine.memory import ActivationCounter
-from models.offload import HostEmbedding
 
 LENGTH_MULTIPLE = 32  # padded lengths: ~7 graphs for prompts of 100-300 tokens, < 32 pad tokens per row
 
@@ -81,19 +83,20 @@ def static_micro_batch(input_ids: list[list[int]], labels: list[list[int]], *, b
 
 
 class GraphedMicroSteps:
-    """forward + loss + backward of one micro-batch as a CUDA graph replay (see the module docstring)."""
+    """forward + loss + backward of one micro-batch as a CUDA graph replay (see the module docstring):
+    the loop's micro-step (engine/step.py) with the eager one's interface, `forward_backward`."""
 
-    def __init__(self, model: torch.nn.Module, *, batch_size: int, label_slots: int | None, pad_token_id: int,
-                 lengths: list[int], device: torch.device, chunked: bool = False):
-        if device.type != "cuda":
-            raise ValueError("--cuda-graphs needs a CUDA device")
-        self.model, self.device, self.chunked = model, device, chunked
+    recorded = True  # gradients accumulate into fixed .grad tensors; memory is fixed at recording
+
+    def __init__(self, model: torch.nn.Module, data: TrainData, *, batch_size: int, label_slots: int | None,
+                 device: torch.device, head_loss: HeadLoss = plain_head_loss):
+        self.model, self.data, self.device, self.head_loss = model, data, device, head_loss
+        self.module = model  # what the loop enters for no_backward_sync: graphs run in one process, no DDP
         # Read at construction: the embeddings must already be where training keeps them.
         embedding = body_and_head(model)[0].get_input_embeddings()
         self.host_embedding = embedding if isinstance(embedding, HostEmbedding) else None
         self.activations = ActivationCounter(model)  # hooks run in the eager run before each capture only
-        self.last_activations = 0  # bytes saved for backward by the last replayed micro-batch
-        self.batch_size, self.label_slots, self.pad_token_id = batch_size, label_slots, pad_token_id
+        self.batch_size, self.label_slots, self.pad_token_id = batch_size, label_slots, data.pad_token_id
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         for p in self.trainable:  # fixed addresses for the captured in-place accumulation
             if p.grad is None:
@@ -104,7 +107,7 @@ class GraphedMicroSteps:
         self.stream = torch.cuda.Stream(device)  # eager runs and captures: one stream, one set of workspaces
         self.input_buffers: dict[str, torch.Tensor] = {}  # flat device tensors, see _empty_inputs
         self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor], int]] = {}
-        self.lengths = sorted({padded_length(n) for n in lengths}, reverse=True)  # longest first
+        self.lengths = sorted({padded_length(n) for n in data.lengths}, reverse=True)  # longest first
         self.peak_allocated = 0  # bytes, set by record_all
 
     def record_all(self) -> float:
@@ -146,16 +149,17 @@ class GraphedMicroSteps:
         return self.label_slots or self.batch_size * (length - 1)
 
     @classmethod
-    def for_training(cls, model: torch.nn.Module, data, *, batch_size: int, label_only: bool,
-                     device: torch.device, chunked: bool = False) -> "GraphedMicroSteps":
-        """Sized for `data` (engine.loop.TrainData): label slots for `batch_size` of its longest answers."""
+    def for_training(cls, model: torch.nn.Module, data: TrainData, *, batch_size: int, label_only: bool,
+                     device: torch.device, head_loss: HeadLoss = plain_head_loss) -> "GraphedMicroSteps":
+        """Sized for `data`: label slots for `batch_size` of its longest answers."""
         longest_answer = max(data.label_tokens(i) for i in range(len(data.input_ids)))
-        return cls(model, batch_size=batch_size, label_slots=batch_size * longest_answer if label_only else None,
-                   pad_token_id=data.pad_token_id, lengths=data.lengths, device=device, chunked=chunked)
+        return cls(model, data, batch_size=batch_size, label_slots=batch_size * longest_answer if label_only else None,
+                   device=device, head_loss=head_loss)
 
-    def forward_backward(self, input_ids: list[list[int]], labels: list[list[int]], scale: float) -> torch.Tensor:
-        """Accumulate this micro-batch's gradients of (loss sum x scale) into .grad; returns the scaled
-        loss as a device scalar (valid until the next call)."""
+    def forward_backward(self, indices: list[int], scale: float) -> torch.Tensor:
+        """Accumulate the gradients of (loss sum x scale) of the examples `indices` into .grad; returns
+        the scaled loss as a device scalar (valid until the next call)."""
+        input_ids, labels = [self.data.input_ids[i] for i in indices], [self.data.labels[i] for i in indices]
         length = padded_length(max(len(ids) for ids in input_ids))
         host = static_micro_batch(input_ids, labels, batch_size=self.batch_size, length=length,
                                   label_slots=self._slots(length), pad_token_id=self.pad_token_id,
@@ -170,11 +174,11 @@ class GraphedMicroSteps:
             inputs[name].copy_(tensor, non_blocking=True)
         self.scale.fill_(scale)
         graph.replay()
-        self.last_activations = activation_bytes
+        self.activations.note(activation_bytes)  # measured at recording: a replay runs no hooks
         return self.loss
 
     def _run(self, inputs: dict[str, torch.Tensor]) -> None:
-        loss = loss_sum_at_positions(self.model, **inputs, chunked=self.chunked) * self.scale
+        loss = compute_loss_at_positions(self.model, **inputs, head_loss=self.head_loss) * self.scale
         loss.backward()
         self.loss.copy_(loss.detach())
 

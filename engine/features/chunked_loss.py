@@ -15,7 +15,7 @@ Here the vocabulary is walked in chunks of CHUNK_ROWS rows of the head's weight 
 Peak extra memory: a few [K, C] fp32 tiles (C = 4,096: 4.4 MiB at K = 280) instead of [K, V] copies.
 Cost: the head's matmul runs twice (forward and the recompute): 2 x H x V FLOPs per row of K, 0.5 GFLOP on Llama.
 
-The weight may live in pinned host memory (--offload-embeddings, models/offload.py): each chunk is
+The weight may live in pinned host memory (--offload-embeddings, engine/features/offload.py): each chunk is
 then copied to the device just before its matmul (two passes over the whole matrix per micro-batch,
 forward and backward). Inside a CUDA graph the copies are recorded like kernels: the pinned source
 never moves. The head must be frozen (LoRA/QLoRA): no gradient is computed for W.
@@ -77,8 +77,9 @@ class ChunkedHeadCrossEntropy(torch.autograd.Function):
         return grad_hidden.to(hidden.dtype), None, None
 
 
-def chunked_head_loss_sum(hidden: torch.Tensor, head: torch.nn.Module, targets: torch.Tensor) -> torch.Tensor:
-    """Sum of cross-entropies of `head(hidden)` [K, V] against `targets` [K] (-100 ignored), in chunks."""
+def chunked_head_loss(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Sum of cross-entropies of `head(hidden)` [K, V] against `targets` [K] (-100 ignored), in chunks:
+    engine.loss.plain_head_loss's drop-in (a `HeadLoss`), chosen at set-up by --chunked-loss."""
     weight = head.weight
     if getattr(head, "bias", None) is not None or weight.requires_grad:
         raise ValueError("--chunked-loss needs a frozen LM head without bias (LoRA/QLoRA, head not adapted)")

@@ -6,7 +6,7 @@ together (479 MiB). Nothing trains it, and training uses it in two narrow ways:
   * input: only the rows of the batch's token ids (4 x 352 ids: 5.5 MiB of the 501) — gathered on
     the host and copied to the device;
   * output: the label-only LM head, computed over vocabulary chunks that are copied from pinned host
-    memory just before their matmul (engine/chunked_loss.py): two passes over the matrix per
+    memory just before their matmul (engine/features/chunked_loss.py): two passes over the matrix per
     micro-batch (forward, and the recompute in backward), ~1 GiB over PCIe, a fixed cost per
     micro-batch, not per token.
 So the device holds a chunk (4,096 rows: 16 MiB for Llama) instead of the matrix. Pinned (page-locked)
@@ -45,7 +45,7 @@ class HostEmbedding(nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         # Device ids are read back to the host: a sync per micro-batch in eager mode (the CUDA graph
-        # path gathers from the host-side batch instead, engine/cuda_graphs.py).
+        # path gathers from the host-side batch instead, engine/features/cuda_graphs.py).
         return self.gather(input_ids).to(self.device, non_blocking=True)
 
 

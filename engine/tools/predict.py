@@ -1,10 +1,10 @@
 """Predict where a training step's memory goes, from the model's config alone: no weights, no GPU.
 
-    python -m engine.predict --model arch:llama-3.2-1b --peft qlora --batch-size 4 --seq-len 512 --ckpt --budget 24GiB
+    python -m engine.tools.predict --model arch:llama-3.2-1b --peft qlora --batch-size 4 --seq-len 512 --ckpt --budget 24GiB
 
 prints one row per component, "fits / does not fit in 24 GiB" and the largest batch size that fits.
 The keys are those of the engine's per-step `mem` record (engine/memory.py), so a prediction can be
-checked against a run component by component (engine/sweep.py does). All numbers are bytes; n is a
+checked against a run component by component (engine/tools/sweep.py does). All numbers are bytes; n is a
 tensor's element count, E the compute dtype's bytes per element (bf16/fp16 2, fp32 4), r the LoRA rank.
 
 Parameters (exact: tests/test_predict.py compares them byte for byte with real quantised models).
@@ -79,7 +79,7 @@ phases:
                    + full fine-tuning: the embedding/head gradients already created
   optimizer step   the gradients (full, one micro-batch) + torch AdamW's foreach temporary (sqrt of the
                    second moments: n x parameter bytes); bnb optimizers update in place
-Calibration (engine.sweep on an H100, bf16, torch 2.11, transformers 5.23, bitsandbytes 0.50.2; 16
+Calibration (engine.tools.sweep on an H100, bf16, torch 2.11, transformers 5.23, bitsandbytes 0.50.2; 16
 configurations of polyglot-ko-1.3b full/lora/qlora x batch 4/16 x ckpt off/on at T = 256 and
 llama-3.2-1b qlora at T = 512): every component above exact to the byte, peak_allocated within 0.4%
 (full fine-tuning 0.3-0.4% low: ~48 MiB the step allocates that is not modelled). Not modelled: the
@@ -98,12 +98,14 @@ import torch
 import transformers
 from torch import nn
 
+from engine.device import COMPUTE_DTYPES
+from engine.optim import OPTIMIZERS
+from models.load import PEFT_MODES
+from models.quantize import QUANT_SKIP, QUANT_TYPES
+
 GIB = 1024**3
 MEMORY_COMPONENTS = ("params_4bit", "params_frozen", "params_trainable", "grads", "optimizer",
                      "optimizer_paged", "activations")
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-OPTIMIZERS = ("paged_adamw_8bit", "adamw_8bit", "paged_adamw", "adamw")
-PEFT_MODES = ("qlora", "lora", "full")
 
 QUANT_BLOCK = 64            # bnb Params4bit blocksize: one absmax per 64 weights
 NESTED_BLOCK = 256          # double quantisation: one fp32 absmax per 256 absmax values
@@ -116,7 +118,6 @@ QMAP_BYTES = 2 * 256 * 4           # bnb 8-bit Adam: signed + unsigned dynamic m
 PAGED_MIN_NUMEL = 100_000          # bnb get_state_buffer pages tensors with >= 1e5 elements
 CUBLAS_WORKSPACES = 20 * 2**20    # measured: allocator bytes beyond the model on an H100 (cuBLAS/cuBLASLt workspaces)
 TORCH_STEP_BYTES = 4               # torch AdamW: one fp32 scalar `step` per parameter tensor (on CPU)
-QUANT_SKIP = ("lm_head",)          # models/quantize.py leaves the output layer in the compute dtype
 
 
 # ---- parameters ---------------------------------------------------------------------------------
@@ -138,9 +139,9 @@ def dtype_bytes(dtype: torch.dtype) -> int:
 def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
-    if dtype not in DTYPES:
-        raise ValueError(f"compute dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    return DTYPES[dtype]
+    if dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"compute dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {dtype!r}")
+    return COMPUTE_DTYPES[dtype]
 
 
 def meta_model(model_config: transformers.PretrainedConfig, compute_dtype: torch.dtype) -> nn.Module:
@@ -480,7 +481,7 @@ def predict_memory(model_config: transformers.PretrainedConfig, *, peft: str = "
     decides how paged optimizers resolve ("cpu": unpaged, like the engine); `padded`: batches with padding."""
     if peft not in PEFT_MODES:
         raise ValueError(f"peft must be one of {', '.join(PEFT_MODES)}, got {peft!r}")
-    if quant not in ("nf4", "fp4"):
+    if quant not in QUANT_TYPES:
         raise ValueError(f"quant must be nf4 or fp4, got {quant!r}")
     if batch_size < 1 or seq_len < 2 or accum < 1 or lora_r < 1:
         raise ValueError(f"need batch_size >= 1, seq_len >= 2, accum >= 1 and lora_r >= 1; got {batch_size}, "
@@ -539,18 +540,18 @@ def model_config_for_spec(spec: str) -> transformers.PretrainedConfig:
     """The transformers config of a --model spec: arch:<preset>, the bundled model, or a local directory."""
     from pathlib import Path
 
-    from models.load import ARCH_PREFIX, BUNDLED_SPEC
+    from models.load import ARCH_PREFIX, BUNDLED_NAME
     from models.presets import preset_config
 
     if spec.startswith(ARCH_PREFIX):
         return preset_config(spec[len(ARCH_PREFIX):])
-    if spec == BUNDLED_SPEC:
+    if spec == BUNDLED_NAME:
         from models.bundled import bundled_model_dir
 
         return transformers.AutoConfig.from_pretrained(bundled_model_dir())
     if Path(spec).expanduser().is_dir():
         return transformers.AutoConfig.from_pretrained(Path(spec).expanduser())
-    raise ValueError(f"--model {spec!r}: the predictor needs arch:<preset>, {BUNDLED_SPEC!r} or a local model "
+    raise ValueError(f"--model {spec!r}: the predictor needs arch:<preset>, {BUNDLED_NAME!r} or a local model "
                      f"directory (it reads only config.json)")
 
 
@@ -603,12 +604,12 @@ def format_prediction(pred: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m engine.predict", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m engine.tools.predict", description=__doc__.split("\n")[0])
     p.add_argument("--model", default="smollm2-135m-instruct", help="arch:<preset>, the bundled model, or a local directory")
     p.add_argument("--peft", choices=PEFT_MODES, default="qlora")
-    p.add_argument("--quant", choices=("nf4", "fp4"), default="nf4")
+    p.add_argument("--quant", choices=QUANT_TYPES, default="nf4")
     p.add_argument("--double-quant", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--compute-dtype", choices=tuple(DTYPES), default="bf16")
+    p.add_argument("--compute-dtype", choices=tuple(COMPUTE_DTYPES), default="bf16")
     p.add_argument("--lora-r", type=int, default=16)
     p.add_argument("--lora-dropout", type=float, default=0.0)
     p.add_argument("--target-modules", nargs="+", default=None)

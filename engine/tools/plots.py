@@ -3,7 +3,7 @@
     components_figure(rows, path)   stacked bars per sweep configuration: measured next to predicted
     timeline_figure(run_dir, path)  one run, per optimizer step: stacked components, with the CUDA
                                     allocator's peak and reserved bytes drawn over them
-    python -m engine.plots RUN_DIR [--out timeline.png]
+    python -m engine.tools.plots RUN_DIR [--out timeline.png]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from engine.io import atomic_write_bytes  # noqa: E402
+from data.files import atomic_write_bytes  # noqa: E402
 
 GIB = 1024**3
 # What the bars stack, bottom to top: the book's four kinds of memory (seed 003, "GPU 메모리 분석하기").
@@ -103,7 +103,7 @@ def timeline_figure(run_dir: Path, path: Path | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.plots", description="Draw one run's memory timeline.")
+    parser = argparse.ArgumentParser(prog="python -m engine.tools.plots", description="Draw one run's memory timeline.")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--out", type=Path, default=None, help="PNG path (default: RUN_DIR/timeline.png)")
     args = parser.parse_args(argv)

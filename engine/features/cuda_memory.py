@@ -1,0 +1,35 @@
+"""CUDA memory switches that must act before the model exists: --expandable-segments and
+--cublas-workspace-mib. Both are settings PyTorch reads once (the allocator's at its first allocation,
+cuBLAS's at its first handle), so they are applied at the very start of set-up."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def use_expandable_segments() -> None:
+    """PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True, set from inside the process. Call it before the
+    first CUDA allocation: segments that exist already keep their fixed size.
+
+    Why it matters here: the caching allocator carves fixed-size segments and keeps them; micro-batches
+    of changing lengths leave blocks of the wrong size cached, so `reserved` climbs well above
+    `allocated` (measured on an H100, eager Llama-3.2-1B QLoRA 4 x 4: 2.93 GiB reserved for a 1.56 GiB
+    peak). An expandable segment maps more physical pages onto one growing virtual range instead."""
+    setting = "expandable_segments:True"
+    for name in ("_accelerator_setAllocatorSettings", "_cuda_cudaCachingAllocator_set_allocator_settings"):
+        setter = getattr(torch._C, name, None)  # the first name is torch >= 2.9's, the second older
+        if setter is not None:
+            setter(setting)
+            return
+    raise ValueError("--expandable-segments: this PyTorch cannot change the allocator's settings at run time; "
+                     f"set PYTORCH_CUDA_ALLOC_CONF={setting} instead")
+
+
+def set_cublas_workspace(mib: int) -> None:
+    """Each cuBLAS workspace (and cuBLASLt's) `mib` MiB. PyTorch reads the size once, when it makes the
+    process's first cuBLAS handle (the first matmul): call this before any. Measured on an H100: 32 MiB
+    per workspace by default, two of them in a training step (forward and backward threads)."""
+    os.environ["CUBLAS_WORKSPACE_CONFIG"] = f":{mib * 1024}:1"  # :<KiB>:<count>
+    os.environ["CUBLASLT_WORKSPACE_SIZE"] = str(mib * 1024)  # KiB

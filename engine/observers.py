@@ -1,0 +1,224 @@
+"""Step observers: what happens around an optimizer step without being the step (Trainer: callbacks).
+
+The loop calls every observer at the same fixed points, in the order they were set up:
+
+    on_train_begin                      before the first step of this call
+    on_step_begin                       a window was fetched, nothing computed yet
+    on_optimizer_step                   after optimizer.step(), before zero_grad: gradients still exist
+    on_log(record)                      the step's record: observers add to it (memory), then write it
+    on_step_end                         the step is complete (checkpoints)
+    on_train_end                        after the last step (files closed)
+
+Trainer's `TrainerCallback` has the same hooks (and more). Each observer below does one thing;
+`default_observers` is the set train.py runs with. Validation and TensorBoard belong here too.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from engine.checkpoint import TrainState, save_checkpoint
+from engine.config import TrainConfig
+from engine.distributed import Distributed
+from engine.memory import (SNAPSHOT_STEPS, MemoryTracker, dump_allocator_history, format_bytes, gradient_bytes,
+                           start_allocator_history, tracked_total)
+
+
+@dataclass
+class LoopState:
+    """Where the loop stands, as observers see it (Trainer: `TrainerState`)."""
+
+    position: TrainState  # after the last finished optimizer step: what a checkpoint saves
+    start_step: int       # optimizer steps already done when this call began (> 0 when resumed)
+    total_steps: int
+
+    @property
+    def step(self) -> int:
+        return self.position.step
+
+    @property
+    def is_last_step(self) -> bool:
+        return self.step == self.total_steps
+
+
+class StepObserver:
+    """Every hook does nothing: an observer overrides the ones it needs."""
+
+    def on_train_begin(self, state: LoopState) -> None: ...
+
+    def on_step_begin(self, state: LoopState) -> None: ...
+
+    def on_optimizer_step(self, state: LoopState) -> None: ...
+
+    def on_log(self, state: LoopState, record: dict) -> None: ...
+
+    def on_step_end(self, state: LoopState) -> None: ...
+
+    def on_train_end(self, state: LoopState) -> None: ...
+
+
+class Observers(StepObserver):
+    """Trainer's `CallbackHandler`: one call reaches every observer, in order."""
+
+    def __init__(self, observers: list[StepObserver]):
+        self.observers = list(observers)
+
+    def on_train_begin(self, state: LoopState) -> None:
+        for o in self.observers:
+            o.on_train_begin(state)
+
+    def on_step_begin(self, state: LoopState) -> None:
+        for o in self.observers:
+            o.on_step_begin(state)
+
+    def on_optimizer_step(self, state: LoopState) -> None:
+        for o in self.observers:
+            o.on_optimizer_step(state)
+
+    def on_log(self, state: LoopState, record: dict) -> None:
+        for o in self.observers:
+            o.on_log(state, record)
+
+    def on_step_end(self, state: LoopState) -> None:
+        for o in self.observers:
+            o.on_step_end(state)
+
+    def on_train_end(self, state: LoopState) -> None:
+        for o in self.observers:
+            o.on_train_end(state)
+
+
+class MemoryRecorder(StepObserver):
+    """Adds the step's memory record, `mem` (engine/memory.py), to the log record."""
+
+    def __init__(self, tracker: MemoryTracker):
+        self.tracker, self.grads = tracker, 0
+
+    def on_step_begin(self, state: LoopState) -> None:
+        self.tracker.start_step()
+
+    def on_optimizer_step(self, state: LoopState) -> None:
+        self.grads = gradient_bytes(self.tracker.model)  # at their peak: the window's backward is done
+
+    def on_log(self, state: LoopState, record: dict) -> None:
+        record["mem"] = self.tracker.record(self.grads)
+
+
+class DataParallelRecord(StepObserver):
+    """Under torchrun: every rank's memory and the DDP gradient all-reduces of the step in the record
+    (`mem` itself is rank 0's). Runs on every rank: gathering is a collective."""
+
+    def __init__(self, dist: Distributed, module: torch.nn.Module):
+        self.dist, self.module = dist, module  # the DDP wrapper, which counts its all-reduces
+
+    def on_step_begin(self, state: LoopState) -> None:
+        self.module.grad_allreduces = 0
+
+    def on_log(self, state: LoopState, record: dict) -> None:
+        record.update(world_size=self.dist.world_size, mem_ranks=self.dist.gather(record["mem"]),
+                      grad_allreduces=self.module.grad_allreduces)
+
+
+class MetricsWriter(StepObserver):
+    """Appends each record to `run_dir/metrics.jsonl`, one JSON object per line, flushed every step."""
+
+    def __init__(self, run_dir: Path):
+        self.path, self.file = Path(run_dir) / "metrics.jsonl", None
+
+    def on_train_begin(self, state: LoopState) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "a", encoding="utf-8")
+
+    def on_log(self, state: LoopState, record: dict) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+
+    def on_train_end(self, state: LoopState) -> None:
+        self.file.close()
+
+
+class ProgressBar(StepObserver):
+    """A tqdm bar over the optimizer steps, and a log line every `log_every` steps and at the last."""
+
+    def __init__(self, log_every: int):
+        self.log_every, self.bar = log_every, None
+
+    def on_train_begin(self, state: LoopState) -> None:
+        self.bar = tqdm(total=state.total_steps, initial=state.start_step, desc="train", unit="step", dynamic_ncols=True)
+
+    def on_log(self, state: LoopState, record: dict) -> None:
+        mem = record["mem"]
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", tok_s=f"{record['tokens_per_s']:.0f}",
+                             mem=format_bytes(mem["allocated"] if mem["allocated"] is not None else tracked_total(mem)))
+        if state.step % self.log_every == 0 or state.is_last_step:
+            self.bar.write(format_log_line(record))
+
+    def on_train_end(self, state: LoopState) -> None:
+        self.bar.close()
+
+
+class AllocatorSnapshot(StepObserver):
+    """--memory-snapshot: the CUDA allocator's history over the first SNAPSHOT_STEPS steps, written as
+    a pickle that https://pytorch.org/memory_viz opens."""
+
+    def __init__(self, path: str, device: torch.device):
+        self.path, self.device = path, device
+
+    def on_train_begin(self, state: LoopState) -> None:
+        start_allocator_history(self.device)
+
+    def on_step_end(self, state: LoopState) -> None:
+        steps = state.step - state.start_step
+        if steps == min(SNAPSHOT_STEPS, state.total_steps - state.start_step):
+            dump_allocator_history(self.path)
+            tqdm.write(f"allocator snapshot of {steps} steps: {self.path} (drag it onto https://pytorch.org/memory_viz)")
+
+
+class CheckpointSaver(StepObserver):
+    """Trainer's save strategy "steps": `checkpoint-N/` every `save_every` steps and at the last
+    (engine/checkpoint.py). Every rank holds the same state after a step, so rank 0 alone writes."""
+
+    def __init__(self, run_dir: Path, model, optimizer, scheduler, cfg: TrainConfig, *, is_peft: bool):
+        self.run_dir, self.model, self.optimizer, self.scheduler = run_dir, model, optimizer, scheduler
+        self.cfg, self.is_peft = cfg, is_peft
+
+    def on_step_end(self, state: LoopState) -> None:
+        if state.step % self.cfg.save_every == 0 or state.is_last_step:
+            save_checkpoint(self.run_dir, self.model, self.optimizer, self.scheduler, state.position,
+                            self.cfg.to_dict(), is_peft=self.is_peft)
+
+
+def default_observers(cfg: TrainConfig, model, optimizer, scheduler, micro_step, *, device: torch.device,
+                      run_dir: Path, is_peft: bool, dist: Distributed) -> list[StepObserver]:
+    """The observers of a train.py run, in the order they must run: the memory record first (the others
+    read it), every rank's parts next (a collective), then what rank 0 alone writes and prints."""
+    tracker = MemoryTracker(model, optimizer, device, activations=micro_step.activations,
+                            measure_cublas_workspace=not micro_step.recorded,
+                            replay_peak_allocated=micro_step.peak_allocated)
+    observers: list[StepObserver] = [MemoryRecorder(tracker)]
+    if dist.enabled:
+        observers.append(DataParallelRecord(dist, micro_step.module))
+    if dist.is_main:
+        observers += [MetricsWriter(run_dir), ProgressBar(cfg.log_every)]
+    if dist.is_main and cfg.memory_snapshot:
+        observers.append(AllocatorSnapshot(cfg.memory_snapshot, device))
+    if dist.is_main and cfg.save_every:
+        observers.append(CheckpointSaver(run_dir, model, optimizer, scheduler, cfg, is_peft=is_peft))
+    return observers
+
+
+def format_log_line(record: dict) -> str:
+    mem = record["mem"]
+    params = mem["params_4bit"] + mem["params_frozen"] + mem["params_trainable"]
+    line = (f"step {record['step']:5d} | loss {record['loss']:.4f} | lr {record['lr']:.2e} | "
+            f"grad_norm {record['grad_norm']:.3f} | {record['tokens_per_s']:.0f} tok/s | params {format_bytes(params)} "
+            f"grads {format_bytes(mem['grads'])} optim {format_bytes(mem['optimizer'])} act {format_bytes(mem['activations'])}")
+    if mem["allocated"] is not None:
+        line += f" | cuda alloc {format_bytes(mem['allocated'])} peak {format_bytes(mem['peak_allocated'])}"
+    return line
