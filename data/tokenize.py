@@ -37,8 +37,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import datasets
+if TYPE_CHECKING:  # imported where a dataset is built: the loss and the batches need only IGNORE_INDEX
+    import datasets
 
 IGNORE_INDEX = -100  # torch.nn.functional.cross_entropy's default ignore_index
 
