@@ -101,9 +101,6 @@ def load_train_data(cfg: TrainConfig, model: torch.nn.Module, say: Say = print) 
     template, and only the answer and its end-of-turn token carry labels (data/tokenize.py).
     `dummy:` and `synthetic:` are token ids made up for memory and speed measurements: they need no
     tokenizer (None), and take their end and pad ids from the model's config."""
-    from data.formats import load_examples
-    from data.tokenize import tokenize_dataset
-
     vocab_size = model.get_input_embeddings().num_embeddings
     eos = model.config.eos_token_id
     eos = eos[0] if isinstance(eos, (list, tuple)) else eos
@@ -113,7 +110,10 @@ def load_train_data(cfg: TrainConfig, model: torch.nn.Module, say: Say = print) 
         data = TrainData(*dummy_examples(seq_len, 64, vocab_size, cfg.seed), pad_token_id=pad)
     elif (count := parse_synthetic_spec(cfg.data)) is not None:
         data = TrainData(*synthetic_examples(count, vocab_size=vocab_size, end_id=eos, seed=cfg.seed), pad_token_id=pad)
-    else:
+    else:  # imported here: reading text formats needs `datasets`, token ids do not
+        from data.formats import load_examples
+        from data.tokenize import tokenize_dataset
+
         tokenizer = load_tokenizer(cfg.model)
         tokenized = tokenize_dataset(load_examples(cfg.data, cfg.split), tokenizer, cfg.max_length)
         data = TrainData(tokenized.dataset["input_ids"], tokenized.dataset["labels"], tokenizer.pad_token_id)
