@@ -274,6 +274,8 @@ def run_ours(args: BenchArgs, system: str, device: torch.device) -> dict:
                       total_steps=args.total_steps, **common)
         synchronize(device)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        # Read before the block ends: undoing the switches moves offloaded embeddings back to the device.
+        max_reserved = torch.cuda.max_memory_reserved(device) if device.type == "cuda" else None
     records = warm + timed
     expected_tokens = [sum(data.lengths[i] for batch in step for i in batch) for step in steps]
     if [r["tokens"] for r in records] != expected_tokens:  # the examples the MFU sums over are the ones trained on
@@ -282,8 +284,8 @@ def run_ours(args: BenchArgs, system: str, device: torch.device) -> dict:
     peak = lambda key: max((m[key] for m in mems if m[key] is not None), default=None)  # noqa: E731
     memory = {"peak_allocated": peak("peak_allocated"), "peak_reserved": peak("reserved"),
               "device_used": peak("device_used")}
-    if device.type == "cuda":  # the loop resets the peak counters each step; reserved never shrinks here
-        memory["peak_reserved"] = max(memory["peak_reserved"] or 0, torch.cuda.max_memory_reserved(device))
+    if max_reserved is not None:  # the loop resets the peak counters each step; reserved never shrinks here
+        memory["peak_reserved"] = max(memory["peak_reserved"] or 0, max_reserved)
     return result_record(args, model, data, steps, wall=wall, cpu=cpu, losses=[r["loss"] for r in records],
                          step_times=[r["step_s"] for r in timed], memory=memory, switches=switches)
 
