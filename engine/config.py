@@ -129,8 +129,8 @@ class TrainConfig:
     near allocated."""
     cublas_workspace_mib: Optional[int] = None
     """CUDA only: size of each cuBLAS workspace in MiB (CUBLAS_WORKSPACE_CONFIG). PyTorch keeps one per
-    (cuBLAS handle, stream), and backward runs on a thread with its own handle: two or more workspaces of
-    32 MiB each on Hopper by default. Smaller ones leave cuBLAS fewer split-K choices."""
+    (cuBLAS handle, stream), and backward runs on a thread with its own handle: two or more workspaces
+    (32 MiB each by default on Hopper). Smaller ones leave cuBLAS fewer split-K choices."""
 
     # ---- run --------------------------------------------------------------------------------
     seed: int = DEFAULT_SEED

@@ -14,20 +14,9 @@ non-4-bit parameter (embeddings, norms, lm_head) to fp32; we do not:
   LayerNorm already normalise in fp32 internally in transformers, and the engine computes the loss
   from the logits in fp32;
 - LoRA A/B (the only trainable tensors) are fp32, see models/lora.py.
-Measured with parameter_bytes on arch:llama-3.2-1b, qlora, nf4 + double quant, LoRA r=16 on all 7
-projections, compute dtype bf16, on CPU (tests/test_models.py re-derives the frozen part on meta):
-    frozen non-4-bit weights + buffers, bf16 (ours):       525,472,000 B =  501.1 MiB
-    the same upcast to fp32 (prepare_model_for_kbit_...): 1,050,943,744 B = 1002.3 MiB
-    4-bit weights + quantisation state (either way):        502,103,488 B =  478.8 MiB
-    LoRA A/B, fp32 (either way):                             45,088,768 B =   43.0 MiB
-The upcast adds 501 MiB, more than all the 4-bit weights together (479 MiB): Llama-3.2-1B's
-embedding (128256 x 2048, tied to lm_head) alone is 262.7M parameters, 21% of the model.
-
-On one H100 (torch 2.11, transformers 5.17, bitsandbytes 0.50.2): arch:llama-3.1-8b with qlora is
-built and quantised in 1.1 s and holds 5.52 GiB afterwards (3,434 MiB of 4-bit weights + state,
-2,005 MiB of bf16 embeddings/lm_head/norms, 160 MiB of fp32 LoRA), but the peak while loading is
-15.0 GiB: the whole bf16 model exists on the GPU before its Linears are quantised. Building it on
-the meta device and materialising one decoder block at a time would bring that peak to ~5.6 GiB.
+For Llama-3.2-1B the upcast would add more frozen bytes than all the 4-bit weights take
+(docs/measurements.md; tests/test_models.py derives the frozen part on the meta device). A preset is
+built whole in the compute dtype before its Linears are quantised, so loading peaks at the float model.
 """
 
 from __future__ import annotations

@@ -18,14 +18,12 @@ does inside transformers, minus the plumbing, so one code path serves the bundle
 lm_head stays in the compute dtype (like transformers, which never quantises the output layer: with
 tied embeddings it *is* the embedding matrix, and its logits feed the loss directly).
 
-One deliberate difference from a stock Linear4bit: on CPUs with AVX512-BF16, bitsandbytes 0.50 rewrites
-the packed weight *in place* into a CPU-only layout the first time a layer runs in eval mode without
-grad, and from then on computes that layer with a bf16 kernel, in eval and in train mode alike.
-Measured on the tiny preset: logits after one `model.eval()` forward differ from the same train-mode
-forward before it by up to 3e-3, so an evaluation in the middle of training would silently change the
-model being trained. We switch that path off (`support_avx512bf16_for_cpu = False`): every forward
-dequantises the same bytes the same way. It costs speed only in CPU eval (bundled 135M model, one
-token: 44 ms instead of 21 ms; 64 tokens: 157 ms instead of 128 ms).
+One deliberate difference from a stock Linear4bit: on CPUs with AVX512-BF16, bitsandbytes rewrites the
+packed weight *in place* into a CPU-only layout the first time a layer runs in eval mode without grad,
+and from then on computes that layer with a bf16 kernel, in eval and in train mode alike: an
+evaluation in the middle of training would silently change the model being trained. We switch that
+path off (`support_avx512bf16_for_cpu = False`): every forward dequantises the same bytes the same way,
+at a cost in CPU evaluation speed only (docs/measurements.md).
 """
 
 from __future__ import annotations

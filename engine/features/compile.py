@@ -1,9 +1,8 @@
 """torch.compile one decoder layer's code and reuse it for every layer (regional compilation).
 
-Compiling the whole model traces every layer separately: minutes before the first step (160 s for the
-SmolLM2 shape on an H100, /work/shared/GPU_NOTES.md). The decoder layers all run the same `forward`
-code on different weights, and dynamo treats module parameters as graph inputs, so one compiled graph
-serves all of them: the compile cost is that of one layer (~20 s for arch:tiny on a 2-core CPU).
+Compiling the whole model traces every layer separately: minutes before the first step. The decoder
+layers all run the same `forward` code on different weights, and dynamo treats module parameters as
+graph inputs, so one compiled graph serves all of them: the compile cost is that of one layer.
 Inductor then fuses the element-wise work between the matmuls (RMSNorm, rotary embedding, SiLU * up,
 residual adds, the LoRA scale) into a few kernels, in forward and backward.
 

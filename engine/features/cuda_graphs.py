@@ -1,11 +1,8 @@
 """CUDA graphs: record one micro-batch's forward + loss + backward once per padded length, then replay it.
 
 Why: a QLoRA micro-step of a narrow, deep model is thousands of small kernels, and the CPU cannot issue
-them as fast as the GPU runs them. Measured on an H100 (batch 4 x 256 tokens, checkpointing on):
-SmolLM2-135M launches 12,544 kernels per micro-step that keep the GPU busy 38.6 ms, but eager PyTorch +
-peft + bitsandbytes needs 598 ms of CPU time to issue them (~48 us each); Llama-3.2-1B: 6,656 kernels,
-50.5 ms of GPU work, 319 ms eager. A CUDA graph is the recorded kernel sequence, issued in one call:
-replay took 43 ms (SmolLM2, 13.9x) and 53 ms (Llama, 6.0x), with gradients bit-identical to eager.
+them as fast as the GPU runs them (docs/measurements.md has the kernel counts and times). A CUDA graph
+is the recorded kernel sequence, issued in one call, with the same gradients as eager.
 
 A graph replays fixed shapes and fixed addresses, which decides everything below:
   * lengths: a micro-batch is right-padded to a multiple of LENGTH_MULTIPLE tokens and to `batch_size`
@@ -32,8 +29,7 @@ on an all-pad micro-batch with no labels (shapes, not values, decide the kernels
 run is the activation measurement for its length (saved-tensor hooks do not run on replay), and its
 gradient contribution is undone, so recording changes nothing numerically. Every length's eager run
 comes before the first capture, and their cached blocks are released in between: the recording's peak
-is then the larger of the two passes, not their sum (measured on the H100, Llama-3.2-1B QLoRA 4 x 4
-with checkpointing: 2.83 -> 2.39 GiB peak reserved).
+is then the larger of the two passes, not their sum.
 """
 
 from __future__ import annotations

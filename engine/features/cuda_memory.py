@@ -15,8 +15,7 @@ def use_expandable_segments() -> None:
 
     Why it matters here: the caching allocator carves fixed-size segments and keeps them; micro-batches
     of changing lengths leave blocks of the wrong size cached, so `reserved` climbs well above
-    `allocated` (measured on an H100, eager Llama-3.2-1B QLoRA 4 x 4: 2.93 GiB reserved for a 1.56 GiB
-    peak). An expandable segment maps more physical pages onto one growing virtual range instead."""
+    `allocated`. An expandable segment maps more physical pages onto one growing virtual range instead."""
     setting = "expandable_segments:True"
     for name in ("_accelerator_setAllocatorSettings", "_cuda_cudaCachingAllocator_set_allocator_settings"):
         setter = getattr(torch._C, name, None)  # the first name is torch >= 2.9's, the second older
@@ -29,7 +28,7 @@ def use_expandable_segments() -> None:
 
 def set_cublas_workspace(mib: int) -> None:
     """Each cuBLAS workspace (and cuBLASLt's) `mib` MiB. PyTorch reads the size once, when it makes the
-    process's first cuBLAS handle (the first matmul): call this before any. Measured on an H100: 32 MiB
-    per workspace by default, two of them in a training step (forward and backward threads)."""
+    process's first cuBLAS handle (the first matmul): call this before any. A training step holds two or
+    more workspaces (one per cuBLAS handle and stream: forward and backward run on different threads)."""
     os.environ["CUBLAS_WORKSPACE_CONFIG"] = f":{mib * 1024}:1"  # :<KiB>:<count>
     os.environ["CUBLASLT_WORKSPACE_SIZE"] = str(mib * 1024)  # KiB

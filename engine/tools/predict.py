@@ -4,86 +4,11 @@
 
 prints one row per component, "fits / does not fit in 24 GiB" and the largest batch size that fits.
 The keys are those of the engine's per-step `mem` record (engine/memory.py), so a prediction can be
-checked against a run component by component (engine/tools/sweep.py does). All numbers are bytes; n is a
-tensor's element count, E the compute dtype's bytes per element (bf16/fp16 2, fp32 4), r the LoRA rank.
-
-Parameters (exact: tests/test_predict.py compares them byte for byte with real quantised models).
-The model is built on the meta device (shapes, no memory) and every tensor is counted as
-models/load.py would leave it:
-  params_4bit       every nn.Linear except lm_head becomes a bnb Linear4bit (models/quantize.py):
-                      packed codes ceil(n/2)  +  NF4/FP4 table 16 x 4  +  absmax per 64-value block:
-                      plain        fp32: ceil(n/64) x 4
-                      double quant uint8: ceil(n/64)  +  nested fp32 absmax ceil(ceil(n/64)/256) x 4
-                                   +  offset 4  +  nested 256-entry fp32 code book 1024
-                    (bitsandbytes 0.50 gives every layer its own copies of both code books)
-  params_frozen     every other parameter at its dtype (embeddings, norms, biases, lm_head; tied
-                    embeddings once) + buffers (rotary inv_freq tables, fp32)
-  params_trainable  LoRA: r x (in + out) x 4 per adapted layer (A and B are fp32, models/lora.py);
-                    full: every parameter, in the compute dtype
-  grads             one gradient per trainable parameter, in the parameter's dtype = params_trainable
-  optimizer         per trainable tensor of n elements:
-                      adamw (torch)     2 x n x (parameter bytes) + 4 (its fp32 `step` tensor)
-                      adamw_8bit        n >= 4096: 2 x n (uint8 moments) + 2 x 4 x ceil(n/256) (absmax)
-                                        n <  4096: 2 x 4 x n (fp32 moments, bnb's min_8bit_size)
-                                        + 2 x 256 x 4 once: the two shared quantisation maps
-                      paged_adamw       2 x 4 x n (bnb keeps 32-bit state in fp32 whatever the weights)
-                    (bitsandbytes keeps its step counter as a Python int: no tensor)
-  optimizer_paged   paged_* on CUDA: the moments of tensors with n >= 1e5 are allocated in unified
-                    memory (bnb Optimizer8bit.get_state_buffer); absmax and maps are not. On CPU the
-                    engine runs the unpaged variant (engine/optim.py), so this is 0 there.
-
-Activations: what autograd saves in one micro-batch's forward, as engine.memory.ActivationCounter
-counts it (by storage, parameters excluded). Each architecture's layer is replayed symbolically, op by
-op (`_llama_layer`, `_neox_layer`): an op saves a tensor only when the backward needs it for an input
-that requires grad, exactly PyTorch's rule. Calibrated on the CPU against the counter, where the replay
-is exact to the byte for Llama, Qwen2, Phi-3 and GPT-NeoX layers, qlora/lora/full, fp32/bf16, with and
-without checkpointing, dropout and padding (tests/test_predict.py). Per token of one layer (Llama):
-  RMSNorm x2        fp32 copy of the input 4h + 1/rms 4              (not in layer 0 with a frozen embedding)
-                    full: + the normalised input E x h (for the norm weight's gradient)
-  projections       LoRA: the adapter input, 4h per adapted layer when E = 2 (peft casts x to the
-                    adapters' fp32: one copy each), shared with the model's tensor when E = 4;
-                    A x: 4r each; with dropout the fp32 dropout output 4 x in + its mask (bool on CUDA,
-                    an fp32 noise tensor on the CPU). A 4-bit or frozen base weight saves nothing (bnb
-                    keeps only the packed weight: no weight gradient). full: every Linear's input E x in
-  attention (SDPA)  q, k, v, output  E x (2 x heads + 2 x kv_heads) x head_dim + logsumexp 4 x heads
-                    (k, v stay at kv_heads width: transformers passes enable_gqa when there is no padding
-                    mask; with padding, k and v are repeated to all heads and each layer keeps a float
-                    [B, 1, T, T] mask: + B x T^2 x E per layer)
-  MLP (SiLU-gated)  gate, silu(gate), up: 3 x E x I, + the down_proj input E x I when it is saved
-  rotary tables     cos and sin, once per forward: 2 x T x head_dim x E
-Phi-3's fused qkv_proj / gate_up_proj are kept whole where a view of them is saved, and its attention
-output reaches o_proj as a copy. GPT-NeoX (polyglot) differs: LayerNorm keeps x, mean, rstd (E x h + 8;
-the two norms of a parallel-residual layer share x); the fused query_key_value output 3h is kept whole
-because v is a view of it; rotary on rotary_pct of each head; a copy of the attention output E x h feeds
-`dense`; GELU keeps its input E x I.
-With --ckpt (non-reentrant checkpointing) a layer keeps only its input, E x h per token (layer 0 too),
-and the rotary tables are held by the recomputation closure, outside the count.
-Loss (engine/loss.py), N = label tokens in the micro-batch (default B x (T-1): dummy data labels all):
-  label-only        bool mask B x (T-1) + fp32 log-probabilities N x V x 4 + targets N x 8 + 4
-                    (full: + the gathered head input N x h x E)
-  full logits       fp32 log-probabilities B(T-1) x V x 4 + targets B(T-1) x 8 + 4
-                    (full: + the head input B x T x h x E)
-Full fine-tuning also keeps the input ids (8 per token) for the embedding gradient.
-
-peak_allocated: torch.cuda.max_memory_allocated() over a step. Always allocated: the weights, the
-optimizer state on the GPU (paged state lives in unified memory, outside PyTorch's allocator; torch
-AdamW's `step` tensors live on the CPU), the window's micro-batches 3 x B x T x 8 x accum, the gradients
-(with one micro-batch, full fine-tuning creates them during the step instead), and 20 MiB of CUDA
-library workspaces (cuBLAS/cuBLASLt; measured on an H100 with torch 2.11). On top, the largest of three
-phases:
-  loss backward    all activations + 8 x N x V   (fp32 gradients of the log-probs and of the logits)
-  layer backward   activations - the loss's saved tensors (freed by then)
-                   + T x B x (3I + 2h) x E        (one layer's gradients of MLP intermediates, residual)
-                   + one layer's activations      (ckpt: recomputed for its backward)
-                   + E x n of the largest 4-bit weight (dequantised for each matmul)
-                   + full fine-tuning: the embedding/head gradients already created
-  optimizer step   the gradients (full, one micro-batch) + torch AdamW's foreach temporary (sqrt of the
-                   second moments: n x parameter bytes); bnb optimizers update in place
-Calibration (engine.tools.sweep on an H100, bf16, torch 2.11, transformers 5.23, bitsandbytes 0.50.2; 16
-configurations of polyglot-ko-1.3b full/lora/qlora x batch 4/16 x ckpt off/on at T = 256 and
-llama-3.2-1b qlora at T = 512): every component above exact to the byte, peak_allocated within 0.4%
-(full fine-tuning 0.3-0.4% low: ~48 MiB the step allocates that is not modelled). Not modelled: the
-CUDA context (outside PyTorch's counters) and the allocator's fragmentation (`reserved` sits above).
+checked against a run component by component (engine/tools/sweep.py does). Parameters, gradients and
+optimizer state are counted on the model built on the meta device; activations by replaying each
+architecture's layer symbolically, op by op, saving what PyTorch's backward needs; the peak as the
+largest of the loss-backward, layer-backward and optimizer phases. docs/memory-model.md gives every
+term and its calibration.
 """
 
 from __future__ import annotations
