@@ -60,9 +60,10 @@ class EagerStep:
 def enable_gradient_checkpointing(model: torch.nn.Module, cfg: TrainConfig) -> None:
     """Trainer: `gradient_checkpointing_enable` at the top of `_inner_training_loop`. Non-reentrant:
     it recomputes through autograd's saved-tensor hooks, so it works when the layer *inputs* need no
-    grad (frozen embeddings, LoRA inside the layers); the reentrant variant would silently produce no
-    LoRA gradients there, which is why peft needs `enable_input_require_grads()` with it. No RNG state
-    is kept under CUDA graphs: nothing random runs there (dropout 0, checked by the config)."""
+    grad (frozen embeddings, LoRA inside the layers); a reentrant checkpoint's output would need no grad
+    either, and autograd would never reach the adapters inside it (tests/test_pitfalls.py), which is why
+    the reentrant variant needs `enable_input_require_grads()`. No RNG state is kept under CUDA graphs:
+    nothing random runs there (dropout 0, checked by the config)."""
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={
         "use_reentrant": False, **({"preserve_rng_state": False} if cfg.cuda_graphs else {})})
 

@@ -89,3 +89,29 @@ def test_the_story_functions_stay_short(path, name, max_lines, max_branches):
 
 def test_nothing_but_tests_imports_train_py():
     assert [str(p.relative_to(ROOT)) for p in SOURCES if "train" in imported_modules(parsed(p))] == []
+
+
+def defined_names(path: Path) -> set[str]:
+    """Top-level functions, classes and assignments of a file, and `Class.member` for class bodies."""
+    names = set()
+    for node in parsed(path).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        if isinstance(node, ast.ClassDef):
+            names |= {f"{node.name}.{m.name}" for m in node.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        if isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    return names
+
+
+def test_every_function_the_trainer_chapter_names_exists():
+    """docs/how-trainer-works.md writes our code as `path::name`: each must be defined where it says."""
+    import re
+
+    text = (ROOT / "docs" / "how-trainer-works.md").read_text()
+    references = set(re.findall(r"`([\w/]+\.py)::([\w.]+)", text))
+    assert len(references) >= 40  # the chapter names every step it maps
+    missing = sorted(f"{path}::{name}" for path, name in references
+                     if not (ROOT / path).is_file() or name not in defined_names(ROOT / path))
+    assert missing == []
+    assert "docs/how-trainer-works.md" in (ROOT / "README.md").read_text()
