@@ -27,7 +27,7 @@ from engine.device import resolve_device
 from engine.distributed import LaunchError, init_distributed, launch_environment, shutdown
 from engine.loop import train
 from engine.memory import format_bytes, tracked_total
-from engine.observers import StepObserver
+from engine.observers import StepObserver, TrainingDiverged
 from engine.recipe import Recipe, set_up
 
 SUMMARY_KEYS = ("params_4bit", "params_frozen", "params_trainable", "grads", "optimizer", "optimizer_paged",
@@ -165,6 +165,9 @@ def main(argv: list[str] | None = None, observers: list[StepObserver] = ()) -> i
     except (ConfigError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except TrainingDiverged as error:  # not bad input: the run itself failed
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except RuntimeError as error:
         # A peer rank crashed, hung or was killed: gloo/NCCL raise from inside a collective. Say so in
         # one line; any other runtime error keeps its traceback, which is the useful message there.

@@ -10,6 +10,7 @@ renamed into place complete (data/files.py): a crash mid-save leaves the previou
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import re
 from dataclasses import asdict, dataclass
@@ -100,11 +101,22 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     with torch.no_grad():
         for name, tensor in weights.items():
             params[name].copy_(tensor)
-    saved = torch.load(path / "training_state.pt", map_location="cpu", weights_only=False)
+    saved = read_training_state(path / "training_state.pt")
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     restore_rng_state(saved["rng"])
     return TrainState(**saved["train_state"])
+
+
+def read_training_state(file: Path) -> dict:
+    """training_state.pt without running code from it: `weights_only=True` unpickles tensors, numbers,
+    strings and containers only, so a crafted file cannot execute anything on --resume."""
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"--resume: {file} holds objects other than tensors and plain data; refused "
+                         f"({first[:160]})") from None
 
 
 def checkpoint_config(path: Path) -> dict:

@@ -128,35 +128,37 @@ def train(cfg: TrainConfig, model: torch.nn.Module, data: TrainData, optimizer: 
     state = LoopState(position=start, start_step=start.step, total_steps=total_steps)
     records: list[dict] = []
     observe.on_train_begin(state)
-    while state.step < total_steps:
-        window = get_batch_samples(windows, data, dist, device)
-        observe.on_step_begin(state)
-        started = time.perf_counter()
+    try:  # observers close their files and bars also when a step raises
+        while state.step < total_steps:
+            window = get_batch_samples(windows, data, dist, device)
+            observe.on_step_begin(state)
+            started = time.perf_counter()
 
-        # DDP averages gradients over ranks, and the normaliser counts every rank's tokens: scaling each
-        # rank's loss by world_size turns that average back into the global token sum.
-        scale = dist.world_size / window.label_tokens
-        window_loss = torch.zeros((), device=device)  # this rank's share of the token-weighted mean
-        micro_batches = window.indices.micro_batches
-        for i, indices in enumerate(micro_batches):
-            is_accumulating = i < len(micro_batches) - 1  # only the last micro-batch all-reduces gradients
-            with dist.no_backward_sync(micro_step.module, enabled=is_accumulating):
-                window_loss += micro_step.forward_backward(indices, scale) / dist.world_size
+            # DDP averages gradients over ranks, and the normaliser counts every rank's tokens: scaling each
+            # rank's loss by world_size turns that average back into the global token sum.
+            scale = dist.world_size / window.label_tokens
+            window_loss = torch.zeros((), device=device)  # this rank's share of the token-weighted mean
+            micro_batches = window.indices.micro_batches
+            for i, indices in enumerate(micro_batches):
+                is_accumulating = i < len(micro_batches) - 1  # only the last micro-batch all-reduces gradients
+                with dist.no_backward_sync(micro_step.module, enabled=is_accumulating):
+                    window_loss += micro_step.forward_backward(indices, scale) / dist.world_size
 
-        grad_norm = clip_grad_norm(trainable, cfg.max_grad_norm)
-        lr = optimizer_step(optimizer, scheduler)
-        observe.on_optimizer_step(state)
-        # set_to_none frees the gradients between steps, and the next backward writes instead of adding.
-        # Recorded CUDA graphs add into these very tensors: they are zeroed in place instead.
-        optimizer.zero_grad(set_to_none=not micro_step.recorded)
+            grad_norm = clip_grad_norm(trainable, cfg.max_grad_norm)
+            lr = optimizer_step(optimizer, scheduler)
+            observe.on_optimizer_step(state)
+            # set_to_none frees the gradients between steps, and the next backward writes instead of adding.
+            # Recorded CUDA graphs add into these very tensors: they are zeroed in place instead.
+            optimizer.zero_grad(set_to_none=not micro_step.recorded)
 
-        state.position = TrainState(step=state.step + 1, epoch=window.indices.epoch,
-                                    batch_in_epoch=window.indices.next_batch, world_size=dist.world_size)
-        loss = dist.all_reduce_sum(window_loss).item()  # .item() syncs with the device: once per step, here
-        record = log_record(window, step=state.step, loss=loss, lr=lr, grad_norm=grad_norm.item(),
-                            step_s=time.perf_counter() - started)
-        observe.on_log(state, record)  # memory is added, metrics.jsonl and the progress bar written
-        records.append(record)
-        observe.on_step_end(state)  # checkpoints
-    observe.on_train_end(state)
+            state.position = TrainState(step=state.step + 1, epoch=window.indices.epoch,
+                                        batch_in_epoch=window.indices.next_batch, world_size=dist.world_size)
+            loss = dist.all_reduce_sum(window_loss).item()  # .item() syncs with the device: once per step, here
+            record = log_record(window, step=state.step, loss=loss, lr=lr, grad_norm=grad_norm.item(),
+                                step_s=time.perf_counter() - started)
+            observe.on_log(state, record)  # memory is added, metrics.jsonl and the progress bar written
+            records.append(record)
+            observe.on_step_end(state)  # checkpoints
+    finally:
+        observe.on_train_end(state)
     return records

@@ -16,6 +16,7 @@ Trainer's `TrainerCallback` has the same hooks (and more). Each observer below d
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,6 +164,31 @@ class ProgressBar(StepObserver):
         self.bar.close()
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient norm stopped being a finite number: printed as one line, exit status 1."""
+
+
+class NonFiniteGuard(StepObserver):
+    """Ends the run at the first step whose loss or gradient norm is NaN or infinite, before that step's
+    checkpoint and before the final adapter: the last good checkpoint stays the run's last word. Runs on
+    every rank (the loss is all-reduced and the norm is taken over synchronised gradients, so all ranks
+    stop at the same step). A gradient norm of exactly 0 for `dead_steps` steps in a row is only warned
+    about: nothing trains, but nothing is wrong with the numbers either."""
+
+    def __init__(self, dead_steps: int = 3, warn=tqdm.write):
+        self.dead_steps, self.warn, self.zero_in_a_row = dead_steps, warn, 0
+
+    def on_log(self, state: LoopState, record: dict) -> None:
+        loss, grad_norm = record["loss"], record["grad_norm"]
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            raise TrainingDiverged(f"step {state.step}: loss {loss}, grad_norm {grad_norm}: training diverged and "
+                                   f"nothing of this step was saved; try a lower --lr (this step used {record['lr']:.3g})")
+        self.zero_in_a_row = self.zero_in_a_row + 1 if grad_norm == 0 else 0
+        if self.zero_in_a_row == self.dead_steps:
+            self.warn(f"warning: the gradient norm has been exactly 0 for {self.dead_steps} steps (step {state.step}): "
+                      "nothing is training (are all labels -100, or is every trainable tensor frozen?)")
+
+
 class AllocatorSnapshot(StepObserver):
     """--memory-snapshot: the CUDA allocator's history over the first SNAPSHOT_STEPS steps, written as
     a pickle that https://pytorch.org/memory_viz opens."""
@@ -197,7 +223,8 @@ class CheckpointSaver(StepObserver):
 def default_observers(cfg: TrainConfig, model, optimizer, scheduler, micro_step, *, device: torch.device,
                       run_dir: Path, is_peft: bool, dist: Distributed) -> list[StepObserver]:
     """The observers of a train.py run, in the order they must run: the memory record first (the others
-    read it), every rank's parts next (a collective), then what rank 0 alone writes and prints."""
+    read it), every rank's parts next (a collective), then what rank 0 alone writes and prints, the
+    non-finite guard, and the checkpoint last (a diverged step is never saved)."""
     tracker = MemoryTracker(model, optimizer, device, activations=micro_step.activations,
                             measure_cublas_workspace=not micro_step.recorded,
                             replay_peak_allocated=micro_step.peak_allocated)
@@ -208,6 +235,7 @@ def default_observers(cfg: TrainConfig, model, optimizer, scheduler, micro_step,
         observers += [MetricsWriter(run_dir), ProgressBar(cfg.log_every)]
     if dist.is_main and cfg.memory_snapshot:
         observers.append(AllocatorSnapshot(cfg.memory_snapshot, device))
+    observers.append(NonFiniteGuard())  # after the record is written, before anything is saved
     if dist.is_main and cfg.save_every:
         observers.append(CheckpointSaver(run_dir, model, optimizer, scheduler, cfg, is_peft=is_peft))
     return observers
