@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from data.files import atomic_write_json, atomic_write_text
-from engine.checkpoint import TrainState, checkpoint_config, find_checkpoint, load_checkpoint, save_adapter
+from engine.checkpoint import (CHECKPOINT_PATTERN, TrainState, checkpoint_config, find_checkpoint, holds_results,
+                               load_checkpoint, read_metrics, remove_leftovers, save_adapter)
 from engine.config import ConfigError, TrainConfig, parse_config
 from engine.device import resolve_device
 from engine.distributed import LaunchError, init_distributed, launch_environment, shutdown
@@ -49,8 +50,7 @@ def run(cfg: TrainConfig, observers: list[StepObserver] = ()) -> RunResult:
     dist = launch_environment()
     device = init_distributed(dist, resolve_device(cfg.device), cfg.dist_timeout)
     say = dist.print
-    run_dir = choose_run_dir(cfg, resume_from)
-    say(f"run dir {run_dir}")
+    run_dir = choose_run_dir(cfg, resume_from, dist)
 
     # ------------------------------------------------------------------------------------------
     # Set-up: model -> data -> optimizer -> scheduler, then where to start (step 0, or the checkpoint).
@@ -89,21 +89,42 @@ def run(cfg: TrainConfig, observers: list[StepObserver] = ()) -> RunResult:
 # ---- the steps of run(), in order ------------------------------------------------------------
 
 def resume_config(cfg: TrainConfig) -> tuple[TrainConfig, Path | None]:
-    """(the run's config, the checkpoint to resume from): with --resume, the saved config."""
+    """(the run's config, the checkpoint to resume from): with --resume, the saved config. A run that
+    stopped before its first checkpoint has nothing to resume: it starts again at step 0 from its config."""
     if not cfg.resume:
         return cfg, None
-    resume_from = find_checkpoint(cfg.resume)
+    given = Path(cfg.resume)
+    if not holds_results(given) and (given / "config.json").is_file() and not (given / "training_state.pt").is_file():
+        saved = checkpoint_config(given)
+        saved.update(resume=None, out=cfg.out or str(given))
+        print(f"{given} stopped before its first checkpoint: starting it again at step 0")
+        return TrainConfig(**saved), None
+    resume_from = find_checkpoint(given)
     saved = checkpoint_config(resume_from)
     saved.update(resume=cfg.resume, out=cfg.out or saved["out"])
     return TrainConfig(**saved), resume_from
 
 
-def choose_run_dir(cfg: TrainConfig, resume_from: Path | None) -> Path:
-    """--out, or runs/<timestamp>; a directory that holds a run already is refused unless resumed."""
+def choose_run_dir(cfg: TrainConfig, resume_from: Path | None, dist) -> Path:
+    """--out, or runs/<timestamp>. A directory with a checkpoint or an adapter is refused unless resumed;
+    one whose run stopped before its first checkpoint is taken over. What an interrupted write left
+    behind is removed."""
     run_dir = Path(cfg.out or f"runs/{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     cfg.out = str(run_dir)
-    if not resume_from and (run_dir / "metrics.jsonl").exists():
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir} is a file, not a directory")
+    taken_over = not resume_from and (run_dir / "metrics.jsonl").exists()
+    if taken_over and holds_results(run_dir):
         raise ConfigError(f"{run_dir} already holds a run: pick another --out, or --resume {run_dir}")
+    if dist.is_main:
+        removed = remove_leftovers(run_dir) if run_dir.is_dir() else []
+        if taken_over:
+            steps = len(read_metrics(run_dir))
+            (run_dir / "metrics.jsonl").unlink()
+            print(f"taking over {run_dir}: its run stopped after {steps} steps, before its first checkpoint")
+        if removed:
+            print(f"removed what an interrupted write left in {run_dir}: {', '.join(removed)}")
+        print(f"run dir {run_dir}")
     return run_dir
 
 
@@ -116,10 +137,8 @@ def resume_position(recipe: Recipe, resume_from: Path, run_dir: Path) -> TrainSt
         raise LaunchError(f"{resume_from} was saved by {start.world_size} ranks; resume it with the same "
                           f"number (the data order depends on it), not {dist.world_size}")
     if dist.is_main:
-        metrics_path = run_dir / "metrics.jsonl"
-        kept = [line for line in (metrics_path.read_text().splitlines() if metrics_path.exists() else [])
-                if json.loads(line)["step"] <= start.step]
-        atomic_write_text(metrics_path, "".join(line + "\n" for line in kept))
+        kept = [r for r in read_metrics(run_dir) if r["step"] <= start.step]  # a cut last line goes too
+        atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
         recipe.say(f"resumed from {resume_from} at step {start.step}")
     return start
 
@@ -155,13 +174,34 @@ def summary(cfg: TrainConfig, records: list[dict], elapsed: float) -> str:
 
 # ---- command line ----------------------------------------------------------------------------
 
+def interrupted(cfg: TrainConfig | None) -> str:
+    """The line Ctrl-C prints: how far the run got, and the command that continues it."""
+    given = Path(cfg.resume) if cfg and cfg.resume else None
+    run_dir = Path(cfg.out) if cfg and cfg.out else (
+        given.parent if given and CHECKPOINT_PATTERN.match(given.name) else given)
+    if run_dir is None or not (run_dir / "metrics.jsonl").is_file():
+        return "interrupted before the first step"
+    records = read_metrics(run_dir)
+    step = records[-1]["step"] if records else 0
+    if holds_results(run_dir):
+        return f"interrupted at step {step}; continue with: python train.py --resume {run_dir}"
+    return (f"interrupted at step {step}, before the first checkpoint; start again with the same command "
+            f"(or python train.py --resume {run_dir}), and keep checkpoints with --save-every N")
+
+
 def main(argv: list[str] | None = None, observers: list[StepObserver] = ()) -> int:
-    """The command line: bad input is one line and exit status 2; a lost peer rank one line and 1."""
+    """The command line: bad input is one line and exit status 2; a lost peer rank one line and 1;
+    Ctrl-C one line and 130."""
+    cfg = None
     try:
+        cfg = parse_config(argv, description=__doc__.split("\n")[0])
         try:
-            run(parse_config(argv, description=__doc__.split("\n")[0]), observers)
+            run(cfg, observers)
         finally:
             shutdown(launch_environment())
+    except KeyboardInterrupt:
+        print(f"\n{interrupted(cfg)}", file=sys.stderr)
+        return 130
     except (ConfigError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

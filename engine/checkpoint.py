@@ -13,6 +13,7 @@ import json
 import pickle
 import random
 import re
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -117,6 +118,38 @@ def read_training_state(file: Path) -> dict:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ValueError(f"--resume: {file} holds objects other than tensors and plain data; refused "
                          f"({first[:160]})") from None
+
+
+def holds_results(run_dir: Path) -> bool:
+    """True when `run_dir` has something a new run must not overwrite: a checkpoint or an adapter."""
+    run_dir = Path(run_dir)
+    return (run_dir / "adapter").is_dir() or any(
+        CHECKPOINT_PATTERN.match(p.name) and (p / "training_state.pt").is_file() for p in run_dir.glob("checkpoint-*"))
+
+
+def remove_leftovers(run_dir: Path) -> list[str]:
+    """Delete what an interrupted atomic write left in `run_dir` (data/files.py names it `.<name>.*.tmp`,
+    or `.<name>.old-<pid>` while swapping); returns the names removed."""
+    removed = []
+    for p in Path(run_dir).glob(".*"):
+        if p.name.endswith(".tmp") or ".old-" in p.name:
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            removed.append(p.name)
+    return sorted(removed)
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The records of `run_dir/metrics.jsonl`; a last line cut off by a kill mid-write is left out."""
+    path = Path(run_dir) / "metrics.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            if number < len(lines):  # only the last line can be cut short; anything else is damage
+                raise ValueError(f"{path}: line {number} is not a JSON record") from None
+    return records
 
 
 def checkpoint_config(path: Path) -> dict:

@@ -75,3 +75,78 @@ def test_a_real_training_state_still_loads_as_plain_data(chat_file, tmp_path):
                               "adamw_8bit", "--save-every", "2", "--out", str(out)]) == 0
     state = read_training_state(out / "checkpoint-2" / "training_state.pt")
     assert state["train_state"]["step"] == 2 and set(state) == {"optimizer", "scheduler", "rng", "train_state"}
+
+
+def chats(chat_file: Path, out: Path, *extra: str) -> list[str]:
+    return ["--model", "arch:tiny", "--data", str(chat_file), "--max-steps", "4", "--optim", "adamw", "--lr", "1e-2",
+            "--seed", "7", "--out", str(out), *extra]
+
+
+def losses(run_dir: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_taken_over_or_restarted(chat_file, tmp_path):
+    reference = tmp_path / "reference"
+    assert train_script.main(chats(chat_file, reference)) == 0
+    # What a kill during the first checkpoint write leaves: config, some records, a temporary directory.
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    (stopped / "config.json").write_text((reference / "config.json").read_text().replace(str(reference), str(stopped)))
+    (stopped / "metrics.jsonl").write_text((reference / "metrics.jsonl").read_text().splitlines()[0] + "\n{\"step\": 2, \"lo")
+    (stopped / ".checkpoint-2.x1y2.tmp").mkdir()
+    assert train_script.main(chats(chat_file, stopped)) == 0  # the same command takes the directory over
+    assert losses(stopped) == losses(reference) and not list(stopped.glob(".*.tmp"))
+    # --resume on such a directory starts it again at step 0.
+    (stopped / "metrics.jsonl").write_text((reference / "metrics.jsonl").read_text().splitlines()[0] + "\n")
+    import shutil
+
+    shutil.rmtree(stopped / "adapter")
+    assert train_script.main(["--resume", str(stopped)]) == 0
+    assert losses(stopped) == losses(reference)
+    # A finished run (it has an adapter) is never overwritten by a new one.
+    assert train_script.main(chats(chat_file, stopped)) == 2
+
+
+def test_resume_repairs_a_metrics_line_cut_by_a_kill(chat_file, tmp_path):
+    full = tmp_path / "full"
+    assert train_script.main(chats(chat_file, full, "--save-every", "2")) == 0
+    import shutil
+
+    interrupted = tmp_path / "interrupted"
+    shutil.copytree(full, interrupted)
+    shutil.rmtree(interrupted / "checkpoint-4")
+    lines = (interrupted / "metrics.jsonl").read_text().splitlines()
+    (interrupted / "metrics.jsonl").write_text("\n".join(lines[:3]) + "\n" + lines[3][:20])  # step 4, cut short
+    assert train_script.main(["--resume", str(interrupted), "--out", str(interrupted)]) == 0
+    assert losses(interrupted) == losses(full)
+
+
+def test_ctrl_c_is_one_line_and_exit_130(chat_file, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, str(root / "train.py"), *chats(chat_file, out)[:6], "--max-steps", "100000",
+                             "--save-every", "2", "--out", str(out)], cwd=root, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (out / "checkpoint-2").is_dir() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stderr = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    last = [line for line in stderr.splitlines() if line.strip()][-1]
+    assert last.startswith("interrupted at step ") and f"continue with: python train.py --resume {out}" in last
+
+
+def test_out_that_is_a_file_is_one_line(chat_file, tmp_path, capsys):
+    out = tmp_path / "taken"
+    out.write_text("not a directory")
+    assert train_script.main(chats(chat_file, out)) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: --out {out} is a file, not a directory"
+    assert out.read_text() == "not a directory"
