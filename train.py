@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 
@@ -31,6 +31,11 @@ from engine.memory import format_bytes, tracked_total
 from engine.observers import StepObserver, TrainingDiverged
 from engine.recipe import Recipe, set_up
 
+# What --resume may change: how far the run goes, how it is logged, saved and evaluated, and the speed and
+# memory switches (each keeps the loss of the plain loop). Everything else defines what is trained.
+RESUME_MAY_CHANGE = {"max_steps", "epochs", "log_every", "save_every", "dist_timeout", "memory_snapshot", "eval",
+                     "eval_split", "eval_limit", "fused_lora", "compile_layers", "cuda_graphs", "chunked_loss",
+                     "offload_embeddings", "expandable_segments", "cublas_workspace_mib"}
 SUMMARY_KEYS = ("params_4bit", "params_frozen", "params_trainable", "grads", "optimizer", "optimizer_paged",
                 "activations", "peak_allocated", "reserved")
 
@@ -89,20 +94,36 @@ def run(cfg: TrainConfig, observers: list[StepObserver] = ()) -> RunResult:
 # ---- the steps of run(), in order ------------------------------------------------------------
 
 def resume_config(cfg: TrainConfig) -> tuple[TrainConfig, Path | None]:
-    """(the run's config, the checkpoint to resume from): with --resume, the saved config. A run that
-    stopped before its first checkpoint has nothing to resume: it starts again at step 0 from its config."""
+    """(the run's config, the checkpoint to resume from). With --resume: the saved config, in the run
+    directory where it is now; the flags given beside --resume may extend the run (--max-steps, --epochs)
+    or change how it is watched and run, never what it trains. A run that stopped before its first
+    checkpoint has nothing to resume: it starts again at step 0 from its config."""
     if not cfg.resume:
         return cfg, None
     given = Path(cfg.resume)
+    run_dir = given.parent if CHECKPOINT_PATTERN.match(given.name) else given
+    out = Path(cfg.out) if cfg.out else run_dir
+    if out.resolve() != run_dir.resolve() and (out / "metrics.jsonl").exists():
+        raise ConfigError(f"--out {out} holds another run: resume {given} into a new directory, or into its own")
     if not holds_results(given) and (given / "config.json").is_file() and not (given / "training_state.pt").is_file():
         saved = checkpoint_config(given)
-        saved.update(resume=None, out=cfg.out or str(given))
         print(f"{given} stopped before its first checkpoint: starting it again at step 0")
-        return TrainConfig(**saved), None
+        return TrainConfig(**resumed_settings(cfg, saved, out, resume=None)), None
     resume_from = find_checkpoint(given)
-    saved = checkpoint_config(resume_from)
-    saved.update(resume=cfg.resume, out=cfg.out or saved["out"])
-    return TrainConfig(**saved), resume_from
+    return TrainConfig(**resumed_settings(cfg, checkpoint_config(resume_from), out, resume=cfg.resume)), resume_from
+
+
+def resumed_settings(cfg: TrainConfig, saved: dict, out: Path, resume: str | None) -> dict:
+    """The saved settings with the flags given beside --resume applied; one line naming any flag that
+    would change the model, the data, the batch shape or the optimizer of the run."""
+    default = TrainConfig()
+    given = {f.name for f in fields(cfg) if getattr(cfg, f.name) != getattr(default, f.name)} - {"out", "resume"}
+    refused = sorted(f for f in given - RESUME_MAY_CHANGE if getattr(cfg, f) != saved.get(f))
+    if refused:
+        flags = ", ".join(f"--{f.replace('_', '-')} (the run's: {saved.get(f)!r})" for f in refused)
+        raise ConfigError(f"--resume continues the run as configured; it cannot change {flags}: start a new run "
+                          "for another configuration")
+    return {**saved, **{f: getattr(cfg, f) for f in given}, "resume": resume, "out": str(out)}
 
 
 def choose_run_dir(cfg: TrainConfig, resume_from: Path | None, dist) -> Path:
@@ -136,6 +157,9 @@ def resume_position(recipe: Recipe, resume_from: Path, run_dir: Path) -> TrainSt
     if start.world_size != dist.world_size:
         raise LaunchError(f"{resume_from} was saved by {start.world_size} ranks; resume it with the same "
                           f"number (the data order depends on it), not {dist.world_size}")
+    if start.step >= recipe.total_steps:
+        raise ConfigError(f"{resume_from} is at step {start.step} of the run's {recipe.total_steps}: extend it with "
+                          f"--max-steps N (N > {start.step}) or --max-steps -1 --epochs N")
     if dist.is_main:
         kept = [r for r in read_metrics(run_dir) if r["step"] <= start.step]  # a cut last line goes too
         atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))

@@ -150,3 +150,31 @@ def test_out_that_is_a_file_is_one_line(chat_file, tmp_path, capsys):
     assert train_script.main(chats(chat_file, out)) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: --out {out} is a file, not a directory"
     assert out.read_text() == "not a directory"
+
+
+def test_resume_means_what_a_user_expects(chat_file, tmp_path, capsys):
+    import shutil
+
+    constant = ("--scheduler", "constant", "--warmup", "0", "--save-every", "2")
+    six = tmp_path / "six"
+    assert train_script.main(chats(chat_file, six, *constant, "--max-steps", "6")) == 0
+    four = tmp_path / "four"
+    assert train_script.main(chats(chat_file, four, *constant)) == 0  # --max-steps 4
+
+    # A finished run is extended in place; harmless flags are taken; on a constant schedule the continued
+    # steps are those of a run given 6 steps from the start, bit for bit.
+    moved = tmp_path / "moved"
+    shutil.move(four, moved)  # and resumed where it now is, not at the path inside its config.json
+    assert train_script.main(["--resume", str(moved), "--max-steps", "6", "--log-every", "3"]) == 0
+    assert losses(moved) == losses(six) and not four.exists()
+    assert json.loads((moved / "config.json").read_text())["out"] == str(moved)
+
+    # Nothing left to train, a flag that changes what is trained, another run as --out: one line each.
+    before = (six / "metrics.jsonl").read_text()
+    for argv, message in ((["--resume", str(moved)], "is at step 6 of the run's 6"),
+                          (["--resume", str(moved), "--max-steps", "8", "--lr", "1"], "cannot change --lr"),
+                          (["--resume", str(moved / "checkpoint-4"), "--max-steps", "8", "--out", str(six)],
+                           f"--out {six} holds another run")):
+        assert train_script.main(argv) == 2
+        assert message in capsys.readouterr().err.strip().splitlines()[-1]
+    assert (six / "metrics.jsonl").read_text() == before and losses(moved) == losses(six)
