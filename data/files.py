@@ -27,11 +27,19 @@ def cache_root() -> Path:
     return root
 
 
+def user_mode(mode: int) -> int:
+    """`mode` as the user's umask leaves it: what open() and mkdir() would have given the file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, user_mode(0o666))  # mkstemp makes it private (0600); the result is an ordinary file
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -60,7 +68,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the result is an ordinary directory
+    os.chmod(tmp, user_mode(0o777))  # mkdtemp makes it private; the result is an ordinary directory
     try:
         yield tmp
     except BaseException:

@@ -178,3 +178,19 @@ def test_resume_means_what_a_user_expects(chat_file, tmp_path, capsys):
         assert train_script.main(argv) == 2
         assert message in capsys.readouterr().err.strip().splitlines()[-1]
     assert (six / "metrics.jsonl").read_text() == before and losses(moved) == losses(six)
+
+
+def test_run_files_are_written_with_the_users_umask(tmp_path):
+    import os
+
+    from data.files import atomic_directory, atomic_write_json
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "config.json", {"a": 1})
+        with atomic_directory(tmp_path / "checkpoint-1") as tmp:
+            atomic_write_json(tmp / "config.json", {})
+    finally:
+        os.umask(old)
+    assert oct((tmp_path / "config.json").stat().st_mode & 0o777) == "0o644"
+    assert oct((tmp_path / "checkpoint-1").stat().st_mode & 0o777) == "0o755"
