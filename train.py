@@ -157,7 +157,7 @@ def resume_position(recipe: Recipe, resume_from: Path, run_dir: Path) -> TrainSt
     if start.world_size != dist.world_size:
         raise LaunchError(f"{resume_from} was saved by {start.world_size} ranks; resume it with the same "
                           f"number (the data order depends on it), not {dist.world_size}")
-    if start.step >= recipe.total_steps:
+    if start.step >= recipe.total_steps and (run_dir / "adapter").is_dir():  # without one: the adapter is saved
         raise ConfigError(f"{resume_from} is at step {start.step} of the run's {recipe.total_steps}: extend it with "
                           f"--max-steps N (N > {start.step}) or --max-steps -1 --epochs N")
     if dist.is_main:

@@ -194,3 +194,34 @@ def test_run_files_are_written_with_the_users_umask(tmp_path):
         os.umask(old)
     assert oct((tmp_path / "config.json").stat().st_mode & 0o777) == "0o644"
     assert oct((tmp_path / "checkpoint-1").stat().st_mode & 0o777) == "0o755"
+
+
+KILL_POINTS = ["after-step:1", "checkpoint:2", "after-step:3", "checkpoint:4", "metrics:5", "adapter"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(chat_file, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    assert train_script.main(chats(chat_file, out, "--max-steps", "6", "--save-every", "2")) == 0
+    return out
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_a_sigkill_anywhere_leaves_a_run_that_ends_as_if_never_killed(point, chat_file, uninterrupted, tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "run"
+    command = chats(chat_file, out, "--max-steps", "6", "--save-every", "2")
+    killed = subprocess.run([sys.executable, str(root / "tests" / "killed_at.py"), point, *command], cwd=root,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    has_checkpoint = any((p / "training_state.pt").is_file() for p in out.glob("checkpoint-*"))
+    # The advice the run gives: resume when there is a checkpoint, else the same command again.
+    again = ["--resume", str(out)] if has_checkpoint else command
+    assert train_script.main(again) == 0
+    assert losses(out) == losses(uninterrupted)
+    adapter, reference = (load_file(str(d / "adapter" / "adapter_model.safetensors")) for d in (out, uninterrupted))
+    assert adapter.keys() == reference.keys() and all(torch.equal(adapter[k], reference[k]) for k in reference)
+    assert [p.name for p in out.rglob(".*")] == []  # no temporary file or directory remains
