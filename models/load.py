@@ -65,12 +65,21 @@ def _checkpoint(spec: str) -> str:
     if not looks_like_hub_id:
         raise ValueError(f"--model {spec!r} is neither {BUNDLED_NAME!r}, an arch:<preset>, an existing "
                          f"model directory nor a hub id of the form owner/name")
-    return spec
+    # A hub id is read from its snapshot in the local Hugging Face cache, found without asking the hub:
+    # there is none at run time, and transformers retries a missing one for half a minute.
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(spec, "config.json")
+    if not isinstance(cached, str):
+        raise ValueError(f"--model {spec!r} is not in the local Hugging Face cache: download it where there is "
+                         f"network (hf download {spec}), or pass a local model directory")
+    return str(Path(cached).parent)
 
 
 def _from_pretrained(cls, name: str, **kwargs):
+    """`cls.from_pretrained` from local files only (`name` is a directory: see `_checkpoint`)."""
     try:
-        return cls.from_pretrained(name, **kwargs)
+        return cls.from_pretrained(name, local_files_only=True, **kwargs)
     except OSError as error:  # hub id not in the local HF cache, no network, gated repo, ...
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"cannot load {name!r}: {first_line}") from error

@@ -225,3 +225,36 @@ def test_a_sigkill_anywhere_leaves_a_run_that_ends_as_if_never_killed(point, cha
     adapter, reference = (load_file(str(d / "adapter" / "adapter_model.safetensors")) for d in (out, uninterrupted))
     assert adapter.keys() == reference.keys() and all(torch.equal(adapter[k], reference[k]) for k in reference)
     assert [p.name for p in out.rglob(".*")] == []  # no temporary file or directory remains
+
+
+def test_a_hub_id_is_read_from_the_local_cache_and_a_missing_one_fails_at_once(chat_file, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from models.load import load_model, load_tokenizer
+
+    # A Hugging Face cache holding owner/tiny, laid out as huggingface_hub writes it.
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--owner--tiny" / "snapshots" / "0123abcd"
+    load_model("arch:tiny", peft="full", compute_dtype=torch.float32, device=torch.device("cpu"), seed=0
+               ).save_pretrained(snapshot)
+    load_tokenizer("arch:tiny").save_pretrained(snapshot)
+    (cache / "models--owner--tiny" / "refs").mkdir()
+    (cache / "models--owner--tiny" / "refs" / "main").write_text("0123abcd")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "HF_HUB_CACHE": str(cache)}
+
+    def train_py(model: str, out: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(root / "train.py"), "--model", model, "--data", str(chat_file),
+                               "--max-steps", "1", "--optim", "adamw", "--out", str(out)],
+                              cwd=root, env=env, capture_output=True, text=True, timeout=300)
+
+    cached = train_py("owner/tiny", tmp_path / "cached")
+    assert cached.returncode == 0, cached.stderr[-2000:]
+    assert (tmp_path / "cached" / "adapter" / "adapter_model.safetensors").is_file()
+    missing = train_py("owner/absent", tmp_path / "missing")
+    assert missing.returncode == 2 and "Retrying" not in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().splitlines()[-1] == (
+        "error: --model 'owner/absent' is not in the local Hugging Face cache: download it where there is network "
+        "(hf download owner/absent), or pass a local model directory")
