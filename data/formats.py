@@ -14,6 +14,7 @@ Files are read with `datasets` (load_dataset("csv"/"json", data_files=...)), nev
 
 from __future__ import annotations
 
+import codecs
 import json
 from pathlib import Path
 from typing import Callable
@@ -83,15 +84,41 @@ def spider_schema_lookup(data_file: Path, tables: str | None, db_dir: str | None
     return SchemaLookup(found_tables, found_dir)
 
 
-def _read_rows(path: Path) -> datasets.Dataset:
+def _check_text(path: Path) -> None:
+    """The file is UTF-8 text with something in it; else one line naming the file (and the byte)."""
+    decoder, offset, blank = codecs.getincrementaldecoder("utf-8")(), 0, True
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(1 << 20)
+            pending = decoder.getstate()[0]  # bytes of a character cut by the previous chunk
+            try:
+                blank = not decoder.decode(chunk, final=not chunk).strip() and blank
+            except UnicodeDecodeError as e:
+                at = offset - len(pending) + e.start
+                raise ValueError(f"{path} is not UTF-8 text: byte 0x{(pending + chunk)[e.start]:02x} at offset "
+                                 f"{at}") from None
+            if not chunk:
+                break
+            offset += len(chunk)
+    if blank:
+        raise ValueError(f"no examples in {path}: the file is empty")
+
+
+def _read_rows(path: Path) -> list[dict]:
+    _check_text(path)
     builder = "csv" if path.suffix == ".csv" else "json"
     try:
-        return datasets.load_dataset(builder, data_files=str(path), split="train")
+        rows = datasets.load_dataset(builder, data_files=str(path), split="train").to_list()
     except Exception as e:
         while e.__cause__ is not None:  # datasets wraps the parser's error: report the parser's
             e = e.__cause__
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        if "corresponds to no data" in first_line:  # `[]`, or a CSV header with no row under it
+            raise ValueError(f"no examples in {path}") from None
         raise ValueError(f"cannot read {path}: {first_line}") from None
+    if builder == "csv":  # CSV has no types: a cell is text, whatever pandas made of it
+        rows = [{k: None if v is None else str(v) for k, v in row.items()} for row in rows]
+    return rows
 
 
 def _present_keys(record: dict) -> set[str]:
@@ -99,32 +126,47 @@ def _present_keys(record: dict) -> set[str]:
     return {k for k, v in record.items() if v is not None}
 
 
-def _answer(text: object, where: str) -> str:
-    answer = str(text).strip() if text is not None else ""
+def _text(record: dict, key: str, where: str) -> str:
+    """record[key] as given: a string. A number or a list is refused, not stringified and trained on."""
+    value = record[key]
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: {key!r} must be a string, got {type(value).__name__} {json.dumps(value)[:60]}")
+    return value
+
+
+def _answer(record: dict, key: str, where: str) -> str:
+    answer = _text(record, key, where).strip()
     if not answer:
         raise ValueError(f"{where}: empty answer")
     return answer
 
 
 def _chat(record: dict, where: str) -> tuple[list[dict], str]:
-    messages = [{"role": str(m["role"]), "content": str(m["content"] or "")} for m in record["messages"]]
-    if not messages or messages[-1]["role"] != "assistant":
+    if not isinstance(record["messages"], list) or not record["messages"]:
+        raise ValueError(f"{where}: 'messages' must be a non-empty list of {{role, content}} objects")
+    messages = []
+    for j, m in enumerate(record["messages"]):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise ValueError(f"{where}: message {j} has no 'role' string (each message is {{role, content}})")
+        content = "" if m.get("content") is None else _text(m, "content", f"{where} message {j}")
+        messages.append({"role": m["role"], "content": content})
+    if messages[-1]["role"] != "assistant":
         raise ValueError(f"{where}: the last message must be the assistant's answer")
     # Stripped: Llama-3-style templates trim it anyway, and trailing spaces are nothing to learn.
-    messages[-1]["content"] = _answer(messages[-1]["content"], where)
+    messages[-1]["content"] = _answer(messages[-1], "content", where)
     return messages, messages[-1]["content"]
 
 
 def _prompt_completion(record: dict, where: str) -> tuple[list[dict], str]:
-    answer = _answer(record["completion"], where)
-    return [{"role": "user", "content": str(record["prompt"])}, {"role": "assistant", "content": answer}], answer
+    answer = _answer(record, "completion", where)
+    return [{"role": "user", "content": _text(record, "prompt", where)}, {"role": "assistant", "content": answer}], answer
 
 
 def _alpaca(record: dict, where: str) -> tuple[list[dict], str]:
-    answer = _answer(record["output"], where)
-    prompt = str(record["instruction"])
+    answer = _answer(record, "output", where)
+    prompt = _text(record, "instruction", where)
     if record.get("input"):
-        prompt += "\n\n" + str(record["input"])
+        prompt += "\n\n" + _text(record, "input", where)
     return [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}], answer
 
 
@@ -139,10 +181,10 @@ def _spider_columns(records: list[dict], path: Path, schema_of: SchemaLookup | N
     out: dict[str, list] = {"messages": [], "db_id": [], "answer": []}
     for i, record in enumerate(records):
         where = f"{path} record {i}"
-        answer = _answer(record["query"], where)
-        db_id = str(record["db_id"] or "")
+        answer = _answer(record, "query", where)
+        db_id = _text(record, "db_id", where)
         schema = schema_of(db_id) if schema_of is not None else None
-        out["messages"].append(sql_messages(str(record["question"]), schema, answer))
+        out["messages"].append(sql_messages(_text(record, "question", where), schema, answer))
         out["db_id"].append(db_id)
         out["answer"].append(answer)
     return out
@@ -173,9 +215,9 @@ def load_examples(
     if path.suffix not in (".csv", ".json", ".jsonl"):
         raise ValueError(f"unsupported data file {path}: expected .csv, .json or .jsonl")
 
-    records = _read_rows(path).to_list()
+    records = _read_rows(path)
     if not records:
-        raise ValueError(f"{path} has no records")
+        raise ValueError(f"no examples in {path}")
     kind = detect_format(_present_keys(records[0]), f"{path} record 0")
     for i, record in enumerate(records):  # a file mixing formats is an error, not a guess per record
         if detect_format(_present_keys(record), f"{path} record {i}") != kind:
@@ -195,6 +237,6 @@ def load_examples(
     for i, record in enumerate(records):
         messages, answer = convert(record, f"{path} record {i}")
         columns["messages"].append(messages)
-        columns["db_id"].append(str(record.get("db_id") or ""))
+        columns["db_id"].append(record["db_id"] if isinstance(record.get("db_id"), str) else "")
         columns["answer"].append(answer)
     return datasets.Dataset.from_dict(columns)

@@ -347,9 +347,38 @@ def test_mixed_formats_are_refused(tmp_path):
     ([ALPACA_RECORDS[0], ALPACA_RECORDS[1], dict(ALPACA_RECORDS[0], output="")], "record 2: empty answer"),
     ([CHAT_RECORDS[0], {"messages": CHAT_RECORDS[0]["messages"][:2]}], "record 1: the last message must be the assistant"),
     ([dict(SPIDER_RECORDS[0], query="")], "record 0: empty answer"),
+    # Wrong types are refused with the record number, not stringified and trained on.
+    ([PROMPT_COMPLETION_RECORDS[0], {"prompt": "Count.", "completion": 5}], "record 1: 'completion' must be a string, got int 5"),
+    ([dict(SPIDER_RECORDS[0], db_id=7)], "record 0: 'db_id' must be a string, got int 7"),
+    ([{"messages": "hello"}], "record 0: 'messages' must be a non-empty list"),
+    ([CHAT_RECORDS[0], {"messages": [{"content": "hi"}, {"role": "assistant", "content": "x"}]}],
+     "record 1: message 0 has no 'role' string"),
 ])
 def test_bad_records_name_their_index(tmp_path, records, match):
     _one_line_error(match, source=str(write_jsonl(tmp_path / "bad.jsonl", records)))
+
+
+@pytest.mark.parametrize("name, content, match", [
+    ("zero.jsonl", b"", r"no examples in .*zero.jsonl: the file is empty"),
+    ("blank.jsonl", b"\n  \n", r"no examples in .*blank.jsonl: the file is empty"),
+    ("list.json", b"[]", r"no examples in .*list.json$"),
+    ("header.csv", b"question,query\n", r"no examples in .*header.csv$"),
+    # 0xe4 is a Latin-1 'a-umlaut': the offset is where a user's hex editor finds it.
+    ("latin.jsonl", b'{"prompt": "a", "completion": "\xe4"}\n', r"latin.jsonl is not UTF-8 text: byte 0xe4 at offset 31$"),
+])
+def test_empty_or_undecodable_files_are_one_line(tmp_path, name, content, match):
+    (tmp_path / name).write_bytes(content)
+    _one_line_error(match, source=str(tmp_path / name))
+
+
+def test_a_character_cut_by_the_read_buffer_is_not_an_error(tmp_path):
+    path = tmp_path / "long.jsonl"
+    # The 3-byte character straddles the 1 MiB chunk boundary: an incremental decoder carries it over.
+    prefix = '{"prompt": "' + "a" * ((1 << 20) - 13)
+    path.write_text(prefix + '\u20ac", "completion": "SELECT 1"}\n', encoding="utf-8")
+    assert path.read_bytes()[(1 << 20) - 1:(1 << 20) + 2] == "\u20ac".encode()
+    examples = load_examples(source=str(path))
+    assert examples[0]["answer"] == "SELECT 1"
 
 
 def test_missing_or_unsupported_sources(tmp_path):
