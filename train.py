@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 from data.files import atomic_write_json, atomic_write_text
-from engine.checkpoint import (CHECKPOINT_PATTERN, TrainState, checkpoint_config, find_checkpoint, holds_results,
-                               load_checkpoint, read_metrics, remove_leftovers, save_adapter)
-from engine.config import ConfigError, TrainConfig, parse_config
+from engine.checkpoint import (CHECKPOINT_PATTERN, TrainState, find_checkpoint, holds_results, load_checkpoint,
+                               read_metrics, remove_leftovers, save_adapter)
+from engine.config import RESUME_MAY_CHANGE, ConfigError, TrainConfig, parse_config, read_settings
 from engine.device import resolve_device
 from engine.distributed import LaunchError, init_distributed, launch_environment, shutdown
 from engine.loop import train
@@ -31,11 +31,6 @@ from engine.memory import format_bytes, tracked_total
 from engine.observers import StepObserver, TrainingDiverged
 from engine.recipe import Recipe, set_up
 
-# What --resume may change: how far the run goes, how it is logged, saved and evaluated, and the speed and
-# memory switches (each keeps the loss of the plain loop). Everything else defines what is trained.
-RESUME_MAY_CHANGE = {"max_steps", "epochs", "log_every", "save_every", "dist_timeout", "memory_snapshot", "eval",
-                     "eval_split", "eval_limit", "fused_lora", "compile_layers", "cuda_graphs", "chunked_loss",
-                     "offload_embeddings", "expandable_segments", "cublas_workspace_mib"}
 SUMMARY_KEYS = ("params_4bit", "params_frozen", "params_trainable", "grads", "optimizer", "optimizer_paged",
                 "activations", "peak_allocated", "reserved")
 
@@ -106,11 +101,11 @@ def resume_config(cfg: TrainConfig) -> tuple[TrainConfig, Path | None]:
     if out.resolve() != run_dir.resolve() and (out / "metrics.jsonl").exists():
         raise ConfigError(f"--out {out} holds another run: resume {given} into a new directory, or into its own")
     if not holds_results(given) and (given / "config.json").is_file() and not (given / "training_state.pt").is_file():
-        saved = checkpoint_config(given)
+        saved = read_settings(given / "config.json")
         print(f"{given} stopped before its first checkpoint: starting it again at step 0")
         return TrainConfig(**resumed_settings(cfg, saved, out, resume=None)), None
     resume_from = find_checkpoint(given)
-    return TrainConfig(**resumed_settings(cfg, checkpoint_config(resume_from), out, resume=cfg.resume)), resume_from
+    return TrainConfig(**resumed_settings(cfg, read_settings(resume_from / "config.json"), out, resume=cfg.resume)), resume_from
 
 
 def resumed_settings(cfg: TrainConfig, saved: dict, out: Path, resume: str | None) -> dict:
@@ -153,7 +148,7 @@ def resume_position(recipe: Recipe, resume_from: Path, run_dir: Path) -> TrainSt
     """Trainer._load_from_checkpoint: weights, optimizer, scheduler and RNG restored in place; returns
     where the data order continues. Records of steps after the checkpoint leave metrics.jsonl."""
     dist = recipe.dist
-    start = load_checkpoint(resume_from, recipe.model, recipe.optimizer, recipe.scheduler)
+    start = load_checkpoint(resume_from, recipe.model, recipe.optimizer, recipe.scheduler, recipe.cfg.to_dict())
     if start.world_size != dist.world_size:
         raise LaunchError(f"{resume_from} was saved by {start.world_size} ranks; resume it with the same "
                           f"number (the data order depends on it), not {dist.world_size}")

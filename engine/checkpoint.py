@@ -18,9 +18,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from data.files import atomic_directory, atomic_write_json
+from engine.config import RESUME_MAY_CHANGE
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
@@ -68,8 +70,9 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
         save_file(trainable_state_dict(model), str(tmp / "trainable.safetensors"))
         if is_peft:  # the adapter too, so any checkpoint can be evaluated like the final one
             model.save_pretrained(tmp / "adapter")
+        # The config rides along with the state it belongs to: a config.json copied in from another run is caught.
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": rng_state(), "train_state": asdict(state)}, tmp / "training_state.pt")
+                    "rng": rng_state(), "train_state": asdict(state), "config": config}, tmp / "training_state.pt")
         atomic_write_json(tmp / "config.json", config)
     return path
 
@@ -89,24 +92,58 @@ def find_checkpoint(path: str | Path) -> Path:
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler) -> TrainState:
+                    scheduler, config: dict) -> TrainState:
     """Restore weights, optimizer, scheduler and RNG in place; return where to continue.
     Order matters: the optimizer state refers to parameters by position, so the model must be built
-    (and wrapped by peft) exactly as in the saved run before this is called."""
-    weights = load_file(str(path / "trainable.safetensors"))
+    (and wrapped by peft) exactly as in the saved run before this is called. A damaged file, or one
+    saved by another configuration, is one line before anything is changed."""
+    weights = read_trainable(path / "trainable.safetensors")
+    saved = read_training_state(path / "training_state.pt")
+    differ = sorted(k for k, v in saved.get("config", {}).items() if k not in RESUME_MAY_CHANGE and config.get(k) != v)
+    if differ:
+        shown = ", ".join(f"{k} {config.get(k)!r} (saved: {saved['config'][k]!r})" for k in differ[:3])
+        raise ValueError(f"--resume {path}: its config.json is not the one saved with its training state: {shown}; "
+                         "put back the run's own config.json")
     params = dict(model.named_parameters())
     missing = [name for name, p in params.items() if p.requires_grad and name not in weights]
     if missing or set(weights) - set(params):
         raise ValueError(f"--resume {path}: trainable parameters differ from this model's "
                          f"(e.g. {(missing or sorted(set(weights) - set(params)))[0]}); same --model/--peft/--lora-*?")
+    for name, tensor in weights.items():
+        if tensor.shape != params[name].shape:
+            raise ValueError(f"--resume {path}: {name} has shape {tuple(params[name].shape)} in the model its "
+                             f"config.json builds, {tuple(tensor.shape)} in trainable.safetensors: the config.json "
+                             "is not the one this checkpoint was saved with")
     with torch.no_grad():
         for name, tensor in weights.items():
             params[name].copy_(tensor)
-    saved = read_training_state(path / "training_state.pt")
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
-    restore_rng_state(saved["rng"])
-    return TrainState(**saved["train_state"])
+    try:
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        restore_rng_state(saved["rng"])
+        return TrainState(**saved["train_state"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(f"--resume {path}: training_state.pt does not fit this run "
+                         f"({type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''})") from None
+
+
+def _damaged(file: Path, error: BaseException) -> ValueError:
+    """One line for a checkpoint file that is missing or cannot be read, naming the run's other checkpoints."""
+    run_dir, here = file.parent.parent, CHECKPOINT_PATTERN.match(file.parent.name)
+    earlier = sorted((int(m.group(1)) for p in run_dir.glob("checkpoint-*")
+                      if (m := CHECKPOINT_PATTERN.match(p.name)) and p != file.parent), reverse=True) if here else []
+    hint = (f"; resume from an earlier one: python train.py --resume {run_dir / f'checkpoint-{earlier[0]}'}"
+            if earlier else "")
+    what = "is missing" if isinstance(error, FileNotFoundError) else "is damaged"
+    detail = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0][:120]
+    return ValueError(f"--resume: {file} {what} ({detail}){hint}")
+
+
+def read_trainable(file: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(file))
+    except (OSError, SafetensorError) as error:
+        raise _damaged(file, error) from None
 
 
 def read_training_state(file: Path) -> dict:
@@ -116,8 +153,10 @@ def read_training_state(file: Path) -> dict:
         return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ValueError(f"--resume: {file} holds objects other than tensors and plain data; refused "
-                         f"({first[:160]})") from None
+        raise ValueError(f"--resume: {file} holds objects other than tensors and plain data, or is damaged; "
+                         f"refused ({first[:160]})") from None
+    except (OSError, EOFError, RuntimeError) as error:  # zero bytes: EOFError; cut short: a zip RuntimeError
+        raise _damaged(file, error) from None
 
 
 def holds_results(run_dir: Path) -> bool:
@@ -150,7 +189,3 @@ def read_metrics(run_dir: Path) -> list[dict]:
             if number < len(lines):  # only the last line can be cut short; anything else is damage
                 raise ValueError(f"{path}: line {number} is not a JSON record") from None
     return records
-
-
-def checkpoint_config(path: Path) -> dict:
-    return json.loads((Path(path) / "config.json").read_text())

@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import ast
 import inspect
+import json
 import math
 import typing
 from dataclasses import MISSING, asdict, dataclass, fields
+from pathlib import Path
 from typing import Literal, Optional
 
 from engine.device import COMPUTE_DTYPES
@@ -25,6 +27,13 @@ from models.quantize import QUANT_TYPES
 
 class ConfigError(ValueError):
     """A bad value on the command line or in a config: printed as one line, exit status 2."""
+
+
+# What --resume may change: how far the run goes, how it is logged, saved and evaluated, and the speed and
+# memory switches (each keeps the loss of the plain loop). Everything else defines what is trained.
+RESUME_MAY_CHANGE = {"max_steps", "epochs", "log_every", "save_every", "dist_timeout", "memory_snapshot", "eval",
+                     "eval_split", "eval_limit", "fused_lora", "compile_layers", "cuda_graphs", "chunked_loss",
+                     "offload_embeddings", "expandable_segments", "cublas_workspace_mib", "out", "resume"}
 
 
 @dataclass
@@ -202,6 +211,23 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def read_settings(file: Path) -> dict:
+    """A run's config.json as TrainConfig fields; one line when it is not one (broken JSON, not an
+    object, or keys that are not TrainConfig fields: a config.json of some other program or model)."""
+    try:
+        settings = json.loads(Path(file).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ConfigError(f"{file} is not a train.py config ({str(e).splitlines()[0][:120]})") from None
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{file} is not a train.py config: it holds a JSON {type(settings).__name__}, "
+                          "not an object of settings")
+    unknown = sorted(set(settings) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        raise ConfigError(f"{file} is not a train.py config: unknown keys {', '.join(unknown[:5])}"
+                          + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""))
+    return settings
 
 
 # ---- CLI generated from the dataclass ---------------------------------------------------------

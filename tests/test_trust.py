@@ -74,7 +74,63 @@ def test_a_real_training_state_still_loads_as_plain_data(chat_file, tmp_path):
     assert train_script.main(["--model", "arch:tiny", "--data", str(chat_file), "--max-steps", "2", "--optim",
                               "adamw_8bit", "--save-every", "2", "--out", str(out)]) == 0
     state = read_training_state(out / "checkpoint-2" / "training_state.pt")
-    assert state["train_state"]["step"] == 2 and set(state) == {"optimizer", "scheduler", "rng", "train_state"}
+    assert state["train_state"]["step"] == 2 and set(state) == {"optimizer", "scheduler", "rng", "train_state", "config"}
+
+
+def _edit_config(checkpoint: Path, **changes) -> None:
+    config = json.loads((checkpoint / "config.json").read_text())
+    (checkpoint / "config.json").write_text(json.dumps({**config, **changes}))
+
+
+def _drop_saved_config(checkpoint: Path) -> None:
+    """A training_state.pt as saved before the config rode along with it: the shape check must catch it."""
+    state = read_training_state(checkpoint / "training_state.pt")
+    del state["config"]
+    torch.save(state, checkpoint / "training_state.pt")
+    _edit_config(checkpoint, lora_r=4)
+
+
+DAMAGES = {  # what happens to checkpoint-2 -> the line --resume prints
+    "zero-byte weights": (lambda c: (c / "trainable.safetensors").write_bytes(b""),
+                          "trainable.safetensors is damaged (Error while deserializing header: header too small)"),
+    "weights missing": (lambda c: (c / "trainable.safetensors").unlink(), "trainable.safetensors is missing"),
+    "zero-byte state": (lambda c: (c / "training_state.pt").write_bytes(b""), "training_state.pt is damaged (EOFError)"),
+    "cut state": (lambda c: (c / "training_state.pt").write_bytes((c / "training_state.pt").read_bytes()[:300]),
+                  "training_state.pt is damaged (PytorchStreamReader failed reading zip archive"),
+    "foreign config": (lambda c: (c / "config.json").write_text('{"hidden_size": 5}'),
+                       "config.json is not a train.py config: unknown keys hidden_size"),
+    "empty config": (lambda c: (c / "config.json").write_text(""),
+                     "config.json is not a train.py config (Expecting value: line 1 column 1 (char 0))"),
+    "another run's config": (lambda c: _edit_config(c, lora_r=4),
+                             "its config.json is not the one saved with its training state: lora_r 4 (saved: 16)"),
+    "another run's config, old state": (_drop_saved_config, "has shape (4, 128) in the model its config.json builds, "
+                                        "(16, 128) in trainable.safetensors"),
+}
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(chat_file, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("saved") / "run"
+    assert train_script.main(chats(chat_file, out, "--max-steps", "2", "--save-every", "1")) == 0
+    return out
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_or_foreign_checkpoint_is_one_line_and_changes_nothing(damage, two_checkpoints, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(two_checkpoints, run)
+    spoil, message = DAMAGES[damage]
+    spoil(run / "checkpoint-2")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert train_script.main(["--resume", str(run), "--max-steps", "4"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last
+    if "damaged" in message or "missing" in message:  # and says where a good one is
+        assert last.endswith(f"resume from an earlier one: python train.py --resume {run / 'checkpoint-1'}")
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
 def chats(chat_file: Path, out: Path, *extra: str) -> list[str]:
