@@ -12,6 +12,7 @@ The story: config -> launch -> set-up (engine/recipe.py) -> evaluate the base ->
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, fields
@@ -127,8 +128,12 @@ def choose_run_dir(cfg: TrainConfig, resume_from: Path | None, dist) -> Path:
     behind is removed."""
     run_dir = Path(cfg.out or f"runs/{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     cfg.out = str(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"--out {run_dir} is a file, not a directory")
+    existing = next(p for p in (run_dir, *run_dir.absolute().parents) if p.exists())  # what mkdir would build on
+    if not existing.is_dir():
+        raise ConfigError(f"--out {run_dir} is a file, not a directory" if existing == run_dir else
+                          f"--out {run_dir}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {run_dir}: {existing} is not writable by this user")
     taken_over = not resume_from and (run_dir / "metrics.jsonl").exists()
     if taken_over and holds_results(run_dir):
         raise ConfigError(f"{run_dir} already holds a run: pick another --out, or --resume {run_dir}")
@@ -221,7 +226,7 @@ def main(argv: list[str] | None = None, observers: list[StepObserver] = ()) -> i
     except KeyboardInterrupt:
         print(f"\n{interrupted(cfg)}", file=sys.stderr)
         return 130
-    except (ConfigError, ValueError, FileNotFoundError) as error:
+    except (ConfigError, ValueError, OSError) as error:  # OSError: a missing file, a full disk (engine/checkpoint.py)
         print(f"error: {error}", file=sys.stderr)
         return 2
     except TrainingDiverged as error:  # not bad input: the run itself failed

@@ -41,11 +41,26 @@ def trainable_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().contiguous() for name, p in model.named_parameters() if p.requires_grad}
 
 
+class SaveFailed(OSError):
+    """A checkpoint or the adapter could not be written (a full disk, a lost mount): one line saying
+    what is kept and how to continue; the half-written directory is already gone (atomic_directory)."""
+
+
+def _save_failed(what: str, run_dir: Path, error: OSError) -> SaveFailed:
+    kept = latest_checkpoint(run_dir)
+    then = (f"{kept.name} is kept: free space, then python train.py --resume {run_dir}" if kept else
+            "no checkpoint is kept yet: free space, then run the same command again")
+    return SaveFailed(f"could not write {what} in {run_dir} ({error.strerror or error}); {then}")
+
+
 def save_adapter(model: torch.nn.Module, path: Path) -> Path:
     """PEFT format (adapter_config.json + adapter_model.safetensors), loadable by
     `PeftModel.from_pretrained(base, path)`. With --peft full the whole model is saved instead."""
-    with atomic_directory(path) as tmp:
-        model.save_pretrained(tmp)
+    try:
+        with atomic_directory(path) as tmp:
+            model.save_pretrained(tmp)
+    except OSError as error:
+        raise _save_failed(path.name, path.parent, error) from None
     return path
 
 
@@ -66,6 +81,15 @@ def restore_rng_state(state: dict) -> None:
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler, state: TrainState, config: dict, *, is_peft: bool) -> Path:
     path = Path(run_dir) / f"checkpoint-{state.step}"
+    try:
+        _write_checkpoint(path, model, optimizer, scheduler, state, config, is_peft=is_peft)
+    except OSError as error:
+        raise _save_failed(path.name, path.parent, error) from None
+    return path
+
+
+def _write_checkpoint(path: Path, model, optimizer, scheduler, state: TrainState, config: dict, *,
+                      is_peft: bool) -> None:
     with atomic_directory(path) as tmp:
         save_file(trainable_state_dict(model), str(tmp / "trainable.safetensors"))
         if is_peft:  # the adapter too, so any checkpoint can be evaluated like the final one
@@ -74,7 +98,13 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "rng": rng_state(), "train_state": asdict(state), "config": config}, tmp / "training_state.pt")
         atomic_write_json(tmp / "config.json", config)
-    return path
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The highest-numbered complete checkpoint-N in `run_dir`, or None."""
+    found = sorted((int(m.group(1)), p) for p in Path(run_dir).glob("checkpoint-*")
+                   if (m := CHECKPOINT_PATTERN.match(p.name)) and (p / "training_state.pt").is_file())
+    return found[-1][1] if found else None
 
 
 def find_checkpoint(path: str | Path) -> Path:
@@ -82,13 +112,10 @@ def find_checkpoint(path: str | Path) -> Path:
     path = Path(path)
     if (path / "training_state.pt").is_file():
         return path
-    candidates = sorted(
-        (int(m.group(1)), p) for p in path.glob("checkpoint-*") if (m := CHECKPOINT_PATTERN.match(p.name))
-        and (p / "training_state.pt").is_file()
-    ) if path.is_dir() else []
-    if not candidates:
+    found = latest_checkpoint(path) if path.is_dir() else None
+    if found is None:
         raise FileNotFoundError(f"--resume {path}: no checkpoint-N directory with training_state.pt found")
-    return candidates[-1][1]
+    return found
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -162,8 +189,7 @@ def read_training_state(file: Path) -> dict:
 def holds_results(run_dir: Path) -> bool:
     """True when `run_dir` has something a new run must not overwrite: a checkpoint or an adapter."""
     run_dir = Path(run_dir)
-    return (run_dir / "adapter").is_dir() or any(
-        CHECKPOINT_PATTERN.match(p.name) and (p / "training_state.pt").is_file() for p in run_dir.glob("checkpoint-*"))
+    return (run_dir / "adapter").is_dir() or latest_checkpoint(run_dir) is not None
 
 
 def remove_leftovers(run_dir: Path) -> list[str]:

@@ -208,6 +208,73 @@ def test_out_that_is_a_file_is_one_line(chat_file, tmp_path, capsys):
     assert out.read_text() == "not a directory"
 
 
+def test_out_under_a_file_or_unwritable_is_one_line_before_any_work(chat_file, tmp_path, capsys):
+    import os
+
+    (tmp_path / "taken").write_text("not a directory")
+    assert train_script.main(chats(chat_file, tmp_path / "taken" / "run")) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: --out {tmp_path / 'taken' / 'run'}: {tmp_path / 'taken'} is a file, not a directory")
+    if os.geteuid() == 0:  # root writes through any mode bits: nothing to refuse
+        return
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    assert train_script.main(chats(chat_file, locked / "run")) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: --out {locked / 'run'}: {locked} is not writable by this user")
+
+
+def _fail_writes(monkeypatch, module, name: str, when) -> None:
+    """Patch module.name so that a call for which when(args) holds fails as a full disk does."""
+    import errno
+    import os
+
+    original = getattr(module, name)
+
+    def write(*args, **kwargs):
+        if when(args):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, write)
+
+
+def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one_and_says_how_to_continue(
+        chat_file, tmp_path, capsys, monkeypatch):
+    import engine.checkpoint
+
+    reference = tmp_path / "reference"
+    assert train_script.main(chats(chat_file, reference, "--save-every", "1")) == 0
+    run = tmp_path / "run"
+    _fail_writes(monkeypatch, engine.checkpoint, "save_file", lambda args: ".checkpoint-3." in str(args[1]))
+    capsys.readouterr()
+    assert train_script.main(chats(chat_file, run, "--save-every", "1")) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: could not write checkpoint-3 in {run} (No space left on device); checkpoint-2 is kept: free space, "
+        f"then python train.py --resume {run}")
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint-1", "checkpoint-2", "config.json", "metrics.jsonl"]
+    monkeypatch.undo()  # space freed: the advice works and the run ends as if the disk never filled
+    assert train_script.main(["--resume", str(run)]) == 0
+    assert losses(run) == losses(reference)
+    assert (run / "adapter" / "adapter_model.safetensors").read_bytes() == (
+        reference / "adapter" / "adapter_model.safetensors").read_bytes()
+
+
+def test_a_full_disk_during_the_adapter_write_keeps_the_last_checkpoint(chat_file, tmp_path, capsys, monkeypatch):
+    import peft
+
+    run = tmp_path / "run"
+    _fail_writes(monkeypatch, peft.PeftModel, "save_pretrained", lambda args: ".adapter." in str(args[1]))
+    capsys.readouterr()
+    assert train_script.main(chats(chat_file, run, "--save-every", "2")) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: could not write adapter in {run} (No space left on device); checkpoint-4 is kept: free space, "
+        f"then python train.py --resume {run}")
+    assert not list(run.glob(".*")) and not (run / "adapter").exists()
+    monkeypatch.undo()
+    assert train_script.main(["--resume", str(run)]) == 0 and (run / "adapter" / "adapter_config.json").is_file()
+
+
 def test_resume_means_what_a_user_expects(chat_file, tmp_path, capsys):
     import shutil
 
