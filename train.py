@@ -12,7 +12,6 @@ The story: config -> launch -> set-up (engine/recipe.py) -> evaluate the base ->
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, fields
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from data.files import atomic_write_json, atomic_write_text
+from data.files import atomic_write_json, atomic_write_text, check_output_path
 from engine.checkpoint import (CHECKPOINT_PATTERN, TrainState, find_checkpoint, holds_results, load_checkpoint,
                                read_metrics, remove_leftovers, save_adapter)
 from engine.config import RESUME_MAY_CHANGE, ConfigError, TrainConfig, parse_config, read_settings
@@ -128,12 +127,7 @@ def choose_run_dir(cfg: TrainConfig, resume_from: Path | None, dist) -> Path:
     behind is removed."""
     run_dir = Path(cfg.out or f"runs/{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     cfg.out = str(run_dir)
-    existing = next(p for p in (run_dir, *run_dir.absolute().parents) if p.exists())  # what mkdir would build on
-    if not existing.is_dir():
-        raise ConfigError(f"--out {run_dir} is a file, not a directory" if existing == run_dir else
-                          f"--out {run_dir}: {existing} is a file, not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {run_dir}: {existing} is not writable by this user")
+    check_output_path(run_dir)
     taken_over = not resume_from and (run_dir / "metrics.jsonl").exists()
     if taken_over and holds_results(run_dir):
         raise ConfigError(f"{run_dir} already holds a run: pick another --out, or --resume {run_dir}")

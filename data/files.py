@@ -34,6 +34,20 @@ def user_mode(mode: int) -> int:
     return mode & ~umask
 
 
+def check_output_path(path: Path, *, flag: str = "--out", is_file: bool = False) -> None:
+    """`path` (a directory, or a file with `is_file`) can be created and written by this user: one line
+    naming the obstacle otherwise, checked before any work starts rather than after it."""
+    path = Path(path)
+    if is_file and path.is_dir():
+        raise ValueError(f"{flag} {path} is a directory: name the file to write")
+    existing = next(p for p in ((() if is_file else (path,)) + tuple(path.absolute().parents)) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{flag} {path} is a file, not a directory" if existing == path else
+                         f"{flag} {path}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: {existing} is not writable by this user")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

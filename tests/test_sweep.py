@@ -159,6 +159,34 @@ def test_timeline_cli(tmp_path):
         timeline_figure(tmp_path / "missing")
 
 
+def test_bad_paths_are_one_line_and_exit_2_before_any_work(tmp_path, capsys):
+    from engine.tools import plots
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.jsonl").write_text(json.dumps({"step": 1, "tokens_per_s": 1.0, "mem": {"activations": 1}}) + "\n")
+    (tmp_path / "afile").write_text("kept")
+    cases = [
+        (["--timeline", str(tmp_path / "missing")], f"error: {tmp_path / 'missing'}: no such run directory"),
+        (["--timeline", str(tmp_path)], f"error: {tmp_path} has no metrics.jsonl: not a train.py run directory"),
+        (["--timeline", str(run_dir), "--out", str(tmp_path)], f"error: --out {tmp_path} is a directory: name the file"),
+        (["--timeline", str(run_dir), "--out", str(tmp_path / "afile" / "t.png")],
+         f"error: --out {tmp_path / 'afile' / 't.png'}: {tmp_path / 'afile'} is a file, not a directory"),
+        (["--model", "arch:tiny", "--out", str(tmp_path / "afile")], f"error: --out {tmp_path / 'afile'} is a file"),
+    ]
+    for argv, line in cases:
+        assert main(argv) == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1].startswith(line), argv
+    assert plots.main([str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'missing'}: no such run directory"
+    assert (tmp_path / "afile").read_text() == "kept" and sorted(p.name for p in run_dir.iterdir()) == ["metrics.jsonl"]
+    # --out names the figure of --timeline; a cut last line (a killed run) is left out, not an error.
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write('{"step": 2, "tok')
+    assert main(["--timeline", str(run_dir), "--out", str(tmp_path / "t.png")]) == 0
+    assert (tmp_path / "t.png").read_bytes()[:8] == PNG_SIGNATURE and not (run_dir / "timeline.png").exists()
+
+
 def test_sweep_with_real_train_py_subprocesses(tmp_path):
     """The real thing: each configuration is a `python train.py ...` process (2 x 2 grid, tiny preset)."""
     points = grid(["qlora", "lora"], [2], [False, True], [1], ["adamw"], [32])

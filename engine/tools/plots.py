@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from data.files import atomic_write_bytes  # noqa: E402
+from data.files import atomic_write_bytes, check_output_path  # noqa: E402
 
 GIB = 1024**3
 # What the bars stack, bottom to top: the book's four kinds of memory (seed 003, "GPU 메모리 분석하기").
@@ -75,14 +74,21 @@ def components_figure(rows: list[dict], path: Path, title: str = "memory per con
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} has no metrics.jsonl")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """A run's step records (engine/checkpoint.py reads them: a last line cut by a kill is left out)."""
+    from engine.checkpoint import read_metrics as read_run_metrics
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such run directory")
+    if not (run_dir / "metrics.jsonl").is_file():
+        raise FileNotFoundError(f"{run_dir} has no metrics.jsonl: not a train.py run directory")
+    return read_run_metrics(run_dir)
 
 
 def timeline_figure(run_dir: Path, path: Path | None = None) -> Path:
     """Per-step stacked area of one run's components, with peak_allocated and reserved (CUDA) on top."""
+    path = Path(path) if path else Path(run_dir) / "timeline.png"
+    check_output_path(path, is_file=True)
     records = read_metrics(run_dir)
     if not records:
         raise ValueError(f"{run_dir}/metrics.jsonl holds no step")
@@ -99,7 +105,7 @@ def timeline_figure(run_dir: Path, path: Path | None = None) -> Path:
     ax.set_ylabel("GiB")
     ax.set_title(f"{Path(run_dir).name}: memory per step")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return _save(fig, Path(path) if path else Path(run_dir) / "timeline.png")
+    return _save(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,13 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--out", type=Path, default=None, help="PNG path (default: RUN_DIR/timeline.png)")
     args = parser.parse_args(argv)
-    print(timeline_figure(args.run_dir, args.out))
+    try:
+        print(timeline_figure(args.run_dir, args.out))
+    except (ValueError, OSError) as error:  # a missing run, --out a directory, a full disk: one line
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(main())

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from data.files import atomic_write_text
+from data.files import atomic_write_text, check_output_path
 from engine.memory import format_bytes
 from engine.tools.predict import GIB, MEMORY_COMPONENTS, OPTIMIZERS, PEFT_MODES, predict_for_spec
 
@@ -286,22 +286,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optim", nargs="+", choices=OPTIMIZERS, default=["adamw"])
     p.add_argument("--seq-len", nargs="+", type=int, default=[256], help="dummy sequence length (the book: 256)")
     p.add_argument("--steps", type=int, default=3, help="optimizer steps per configuration")
-    p.add_argument("--out", type=Path, default=None, help="sweep directory (default runs/sweep-<timestamp>)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="sweep directory (default runs/sweep-<timestamp>); with --timeline, the PNG file")
     p.add_argument("--memory-snapshot", action="store_true", help="ask train.py for a CUDA memory snapshot per run")
     p.add_argument("--compute-dtype", choices=("auto", "bf16", "fp16", "fp32"), default="auto")
     p.add_argument("--device", default="auto", help="passed to train.py (auto, cpu, cuda, cuda:N)")
     p.add_argument("--timeline", type=Path, default=None, metavar="RUN_DIR",
-                   help="only draw RUN_DIR/timeline.png from its metrics.jsonl and exit")
+                   help="only draw RUN_DIR/timeline.png (or --out) from its metrics.jsonl and exit")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line: bad input (and a full disk) is one line and exit status 2."""
     args = build_parser().parse_args(argv)
-    if args.timeline:
-        from engine.tools.plots import timeline_figure
+    try:
+        return timeline(args) if args.timeline else sweep(args)
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
-        print(timeline_figure(args.timeline))
-        return 0
+
+def timeline(args: argparse.Namespace) -> int:
+    from engine.tools.plots import timeline_figure
+
+    print(timeline_figure(args.timeline, args.out))
+    return 0
+
+
+def sweep(args: argparse.Namespace) -> int:
     for name in ("batch_size", "accum", "seq_len"):
         if min(getattr(args, name)) < (2 if name == "seq_len" else 1):
             raise ValueError(f"--{name.replace('_', '-')} values must be >= {2 if name == 'seq_len' else 1}")
@@ -312,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     dtype = resolve_compute_dtype(args.compute_dtype, device)
     out = args.out or Path("runs") / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_output_path(out)  # before any run starts
     points = grid(args.peft, args.batch_size, args.ckpt, args.accum, args.optim, args.seq_len)
     print(f"{len(points)} configurations of {args.model} on {device} ({str(dtype).removeprefix('torch.')}), "
           f"{args.steps} steps each -> {out}")
@@ -325,8 +338,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(main())
