@@ -29,6 +29,7 @@ from pathlib import Path
 import transformers
 from torch import nn
 
+from data.files import check_output_path
 from engine.device import resolve_compute_dtype, resolve_device
 from eval.generate import extract_sql, generate
 from eval.report import (build_report, check_databases, check_gold, format_comparison, format_table,
@@ -203,6 +204,9 @@ def run(args: argparse.Namespace) -> dict:
 
     if args.merge and not args.adapter:
         raise ValueError("--merge needs --adapter (the adapter to merge into its base)")
+    check_output_path(Path(args.out))  # before minutes of generation, not after
+    if args.merge:
+        check_output_path(Path(args.merge), flag="--merge")
     if args.adapter:
         check_adapter_dir(args.adapter)
     baseline = load_report(args.compare) if args.compare else None  # fail now, not after generation
@@ -238,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     transformers.utils.logging.disable_progress_bar()
     try:
         run(args)
-    except (ValueError, FileNotFoundError) as error:  # bad input: one line, exit 2, no traceback
+    except (ValueError, OSError) as error:  # bad input, a full disk: one line, exit 2, no traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

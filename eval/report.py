@@ -232,9 +232,8 @@ def _csv_text(rows: Iterable[Sequence]) -> str:
 
 
 def write_report(out_dir: str | Path, scored: Sequence[dict], report: dict) -> Path:
-    """eval.json, predictions.jsonl, mistakes.csv, gold.txt and pred.txt into `out_dir`."""
+    """predictions.jsonl, mistakes.csv, gold.txt, pred.txt and eval.json into `out_dir`."""
     out = Path(out_dir)
-    atomic_write_json(out / "eval.json", report)
     atomic_write_text(out / "predictions.jsonl",
                       "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in scored))
     mistakes = [("index", "db_id", "hardness", "question", "gold", "predicted", "error")]
@@ -243,6 +242,7 @@ def write_report(out_dir: str | Path, scored: Sequence[dict], report: dict) -> P
     atomic_write_text(out / "mistakes.csv", _csv_text(mistakes))
     atomic_write_text(out / "gold.txt", "".join(f"{_flat(r['gold'])}\t{r['db_id']}\n" for r in scored))
     atomic_write_text(out / "pred.txt", "".join(f"{_flat(r['pred']) or EMPTY_SQL}\t{r['db_id']}\n" for r in scored))
+    atomic_write_json(out / "eval.json", report)  # last: an eval.json means the files beside it are complete
     return out
 
 

@@ -43,6 +43,12 @@ def check_adapter_dir(adapter_dir: str | Path) -> Path:
     if not path.is_dir():
         raise ValueError(f"adapter directory not found: {path}")
     if not (path / "adapter_config.json").is_file():
+        if (path / "adapter").is_dir():  # a train.py run or checkpoint directory: its adapter is inside
+            check_adapter_dir(path / "adapter")  # a --peft full run's "adapter" is a model: says so
+            raise ValueError(f"{path} is a train.py run directory: pass --adapter {path / 'adapter'}")
+        if (path / "training_state.pt").is_file() or (path / "metrics.jsonl").is_file():
+            raise ValueError(f"{path} is a train.py run directory without an adapter (the run did not finish): "
+                             f"--resume it, or pass a checkpoint's: --adapter {path}/checkpoint-N/adapter")
         if (path / "config.json").is_file():
             raise ValueError(f"{path} holds a full model (a --peft full run), not an adapter: "
                              f"pass it as --model {path}")

@@ -200,6 +200,29 @@ def test_missing_database_is_an_error(spider_dir: Path, tmp_path: Path, capsys: 
     assert not (tmp_path / "out").exists()
 
 
+def test_paths_are_checked_before_any_model_is_loaded(tiny_run: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "afile").write_text("kept")
+    out = ["--out", str(tmp_path / "out")]
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "metrics.jsonl").write_text("")
+    for argv, line in (
+        (["--out", str(tmp_path / "afile")], f"error: --out {tmp_path / 'afile'} is a file, not a directory"),
+        (["--out", str(tmp_path / "afile" / "eval")],
+         f"error: --out {tmp_path / 'afile' / 'eval'}: {tmp_path / 'afile'} is a file, not a directory"),
+        (["--adapter", str(tiny_run / "adapter"), "--merge", str(tmp_path / "afile" / "m"), *out],
+         f"error: --merge {tmp_path / 'afile' / 'm'}: {tmp_path / 'afile'} is a file, not a directory"),
+        (["--adapter", str(tiny_run), *out],
+         f"error: {tiny_run} is a train.py run directory: pass --adapter {tiny_run / 'adapter'}"),
+        (["--adapter", str(unfinished), *out], f"error: {unfinished} is a train.py run directory without an "
+                                               "adapter (the run did not finish)"),
+    ):
+        assert main(argv) == 2
+        assert _one_error_line(capsys).startswith(line), argv
+    assert (tmp_path / "afile").read_text() == "kept" and not (tmp_path / "out").exists()
+
+
 def test_cli_error_has_no_traceback(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "eval.evaluate", "--adapter", str(tmp_path / "none"),
                              "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
