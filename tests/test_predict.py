@@ -225,3 +225,25 @@ def test_bad_input_is_one_clear_error():
     with pytest.raises(ValueError, match="label_tokens"):
         predict_for_spec("arch:tiny", batch_size=1, seq_len=8, label_tokens=100)
     assert math.isfinite(predict_for_spec("arch:tiny", batch_size=1, seq_len=8)["peak_allocated"])
+
+
+@pytest.mark.parametrize("extra, line", [
+    (["--device", "tpu"], "error: --device must be cpu or cuda (how paged optimizers resolve), got 'tpu'"),
+    (["--budget", "24XB"], "error: cannot read the memory size '24XB'; write e.g. 24GiB, 80GB or 512MiB"),
+    (["--lora-dropout", "2"], "error: --lora-dropout must be in [0, 1), got 2.0"),
+])
+def test_cli_bad_input_is_one_line_before_any_prediction(extra, line, capsys):
+    assert main(["--model", "arch:tiny", *extra]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == line + "\n"
+
+
+def test_a_run_directory_is_not_a_model_directory(tmp_path, capsys):
+    (tmp_path / "config.json").write_text('{"model": "arch:tiny"}')
+    (tmp_path / "metrics.jsonl").write_text("")
+    assert main(["--model", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: --model '{tmp_path}' is a train.py run directory: predict with its " \
+                                      "--model and settings\n"
+    (tmp_path / "metrics.jsonl").unlink()
+    assert main(["--model", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: --model '{tmp_path}': not a model directory (")

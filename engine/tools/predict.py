@@ -474,8 +474,14 @@ def model_config_for_spec(spec: str) -> transformers.PretrainedConfig:
         from models.bundled import bundled_model_dir
 
         return transformers.AutoConfig.from_pretrained(bundled_model_dir())
-    if Path(spec).expanduser().is_dir():
-        return transformers.AutoConfig.from_pretrained(Path(spec).expanduser())
+    path = Path(spec).expanduser()
+    if (path / "config.json").is_file() and (path / "metrics.jsonl").is_file():
+        raise ValueError(f"--model {spec!r} is a train.py run directory: predict with its --model and settings")
+    if path.is_dir():
+        try:
+            return transformers.AutoConfig.from_pretrained(path)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"--model {spec!r}: not a model directory ({str(error).splitlines()[0][:120]})") from None
     raise ValueError(f"--model {spec!r}: the predictor needs arch:<preset>, {BUNDLED_NAME!r} or a local model "
                      f"directory (it reads only config.json)")
 
@@ -551,7 +557,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line: bad input is one line and exit status 2, checked before anything is printed."""
     args = build_parser().parse_args(argv)
+    try:
+        return predict_command(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    if args.device != "cpu" and not args.device.startswith("cuda"):
+        raise ValueError(f"--device must be cpu or cuda (how paged optimizers resolve), got {args.device!r}")
+    if not 0 <= args.lora_dropout < 1:
+        raise ValueError(f"--lora-dropout must be in [0, 1), got {args.lora_dropout}")
+    budget = parse_size(args.budget) if args.budget else None
     kwargs = dict(peft=args.peft, quant=args.quant, double_quant=args.double_quant, compute_dtype=args.compute_dtype,
                   lora_r=args.lora_r, target_modules=args.target_modules, optim=args.optim, seq_len=args.seq_len,
                   ckpt=args.ckpt, label_only_loss=args.loss_on_labels_only, label_tokens=args.label_tokens,
@@ -561,8 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.model} | {args.peft} | {args.compute_dtype} | batch {args.batch_size} x seq {args.seq_len} | "
           f"ckpt {'on' if args.ckpt else 'off'} | {args.optim}")
     print(format_prediction(pred))
-    if args.budget:
-        budget = parse_size(args.budget)
+    if budget is not None:
         verdict = "fits" if pred["peak_allocated"] <= budget else "does not fit"
         largest = largest_batch_that_fits(config, budget, **kwargs)
         print(f"{verdict} in {args.budget} = {gib(budget)} GiB (predicted peak {gib(pred['peak_allocated'])} GiB; "
@@ -572,8 +591,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(main())
