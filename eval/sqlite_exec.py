@@ -3,15 +3,17 @@
 Three independent guards, because a generated query is untrusted input:
   1. the file is opened read-only through a `file:...?mode=ro` URI (SQLite itself refuses writes),
   2. an authorizer allows only reads: SELECT, column reads, functions, recursive CTEs and a few
-     introspection PRAGMAs; every write, DDL, ATTACH/DETACH (also how VACUUM INTO creates its
+     introspection PRAGMAs (also as table functions: pragma_table_info('t')); every write, DDL, ATTACH/DETACH (also how VACUUM INTO creates its
      output file), transaction control and state-changing PRAGMA is denied at prepare time,
   3. `execute` accepts exactly one statement and stops it from inside SQLite when its time is up
-     (a progress handler), so even a runaway recursive CTE ends on schedule.
+     (a progress handler), so even a runaway recursive CTE ends on schedule; values and results
+     have a size limit, so a query cannot fill memory either.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -47,6 +49,16 @@ _ACTION_NAMES = {
     )
     if hasattr(sqlite3, name)
 }
+
+# The largest string or blob one value may be (SQLite's SQLITE_LIMIT_LENGTH, default 1 GB): zeroblob(4e8)
+# or printf('%.*c', 1e9, 'x') fail at once instead of filling memory. Benchmark values are far smaller.
+MAX_VALUE_BYTES = 1 << 20
+# The text and blob bytes one result may hold in all: a big value times many rows is stopped too.
+MAX_RESULT_BYTES = 64 << 20
+# Registering an eponymous virtual table (pragma_table_info('t') and the other read-only PRAGMA
+# functions) asks the authorizer for an UPDATE of these sqlite_master columns; nothing is written:
+# SQLite refuses to modify sqlite_master without writable_schema (a denied PRAGMA) and the file is read-only.
+_SCHEMA_COLUMNS = frozenset({"type", "name", "tbl_name", "rootpage", "sql"})
 
 # SQLite runs the progress handler every this many virtual-machine instructions; ~1000 keeps the
 # overhead negligible while checking the clock many thousand times per second.
@@ -85,12 +97,49 @@ def open_readonly(db_path: str | os.PathLike) -> sqlite3.Connection:
             return sqlite3.SQLITE_OK
         if action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() in READ_ONLY_PRAGMAS:
             return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_UPDATE and arg1 == "sqlite_master" and arg2 in _SCHEMA_COLUMNS:
+            return sqlite3.SQLITE_OK
         name = _ACTION_NAMES.get(action, f"action {action}")
         conn.denied.append(f"{name} {arg1}" if arg1 else name)
         return sqlite3.SQLITE_DENY
 
     conn.set_authorizer(authorize)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+    # printf pads in one uninterruptible call (printf('%.*c', 2147483647, 'x'): seconds past any time limit):
+    # widths beyond the value limit are refused, the rest is SQLite's own printf on a private connection.
+    plain = sqlite3.connect(":memory:", check_same_thread=False)
+    plain.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+    for name in ("printf", "format"):
+        conn.create_function(name, -1, _bounded_printf(plain, name), deterministic=True)
     return conn
+
+
+_FORMAT_SPEC = re.compile(r"%[-+ 0#,!]*(\*|\d+)?(?:\.(\*|\d+))?([a-zA-Z%])")
+
+
+def _as_int(value) -> int:
+    try:
+        return int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
+def _bounded_printf(plain: sqlite3.Connection, name: str):
+    def bounded(fmt, *args):
+        if fmt is None:
+            return None
+        used = 0
+        for spec in _FORMAT_SPEC.finditer(str(fmt)):
+            for part in spec.groups()[:2]:
+                if part == "*":
+                    size, used = _as_int(args[used] if used < len(args) else 0), used + 1
+                else:
+                    size = int(part) if part else 0
+                if abs(size) > MAX_VALUE_BYTES:
+                    raise ValueError(f"{name} width {size} is past the {MAX_VALUE_BYTES}-byte value limit")
+            used += spec.group(3) != "%"
+        return plain.execute(f"SELECT {name}({', '.join('?' * (1 + len(args)))})", (fmt, *args)).fetchone()[0]
+    return bounded
 
 
 def _skip_quoted(sql: str, i: int) -> int:
@@ -170,12 +219,18 @@ def execute(conn: sqlite3.Connection, sql: str, *, timeout_s: float = 2.0,
     conn.set_progress_handler(past_deadline, _PROGRESS_EVERY_N_OPS)
     cursor = conn.cursor()
     rows: list[tuple] = []
+    size = 0
     try:
         cursor.execute(statements[0])
         while batch := cursor.fetchmany(1000):
             rows.extend(batch)
             if len(rows) > max_rows:
                 raise QueryError(f"result has more than max_rows={max_rows} rows")
+            size += sum(len(v) for row in batch for v in row if isinstance(v, (str, bytes)))
+            if size > MAX_RESULT_BYTES:
+                raise QueryError(f"result holds more than {MAX_RESULT_BYTES >> 20} MiB of text and blobs")
+    except UnicodeEncodeError:  # a lone surrogate: the text cannot even reach SQLite
+        raise QueryError("the query is not valid Unicode text (a lone surrogate)") from None
     except (sqlite3.Error, sqlite3.Warning) as exc:
         if timed_out:
             raise QueryError(f"timeout: query ran longer than {timeout_s:g} s") from None

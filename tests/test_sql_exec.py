@@ -214,3 +214,37 @@ def test_bad_limits_are_value_errors(db_path: Path) -> None:
         execute(conn, "SELECT 1", timeout_s=0)
     with pytest.raises(ValueError, match="max_rows"):
         execute(conn, "SELECT 1", max_rows=0)
+
+
+def test_pragma_table_functions_read_and_schema_writes_stay_denied(db_path: Path) -> None:
+    before = _sha256(db_path)
+    conn = open_readonly(db_path)
+    assert execute(conn, "SELECT name FROM pragma_table_info('t') ORDER BY cid") == [("id",), ("name",), ("year",)]
+    assert execute(conn, "SELECT count(*) FROM pragma_index_list('t')") == [(1,)]
+    with pytest.raises(QueryError, match="write denied: PRAGMA journal_mode"):
+        execute(conn, "SELECT * FROM pragma_journal_mode")
+    with pytest.raises(QueryError, match="sqlite_master may not be modified"):
+        execute(conn, "UPDATE sqlite_master SET sql = 'x'")
+    conn.close()
+    assert _sha256(db_path) == before
+
+
+@pytest.mark.parametrize("sql, match", [
+    ("SELECT zeroblob(400000000)", "string or blob too big"),
+    ("SELECT length(randomblob(2000000))", "string or blob too big"),
+    # each value is under the value limit; together they are not
+    ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100) SELECT zeroblob(900000) FROM c",
+     "result holds more than 64 MiB"),
+    # printf pads inside one call, where no time limit can reach: the width itself is refused
+    ("SELECT printf('%.*c', 2147483647, 'x')", "user-defined function raised exception"),
+    ("SELECT format('%2000000000d', 1)", "user-defined function raised exception"),
+    ("SELECT '\ud800'", "not valid Unicode text"),
+])
+def test_hostile_predictions_are_query_errors_in_little_time_and_memory(db_path: Path, sql: str, match: str) -> None:
+    conn = open_readonly(db_path)
+    started = time.monotonic()
+    with pytest.raises(QueryError, match=match):
+        execute(conn, sql)
+    assert time.monotonic() - started < 1.0
+    # and the connection still answers, printf included, as SQLite's own printf does
+    assert execute(conn, "SELECT printf('%5.2f|%03d|%s|%%|%*d', 3.14159, 7, 'ab', 4, 9)") == [(" 3.14|007|ab|%|   9",)]
