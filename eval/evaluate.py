@@ -99,7 +99,7 @@ def spread_indices(total: int, limit: int | None) -> list[int]:
 
 def evaluate_model(model: nn.Module, tokenizer, examples: Sequence[dict], db_root: str | Path,
                    out_dir: str | Path, *, batch_size: int = 16, max_new_tokens: int = 160,
-                   limit: int | None = None, settings: dict | None = None,
+                   limit: int | None = None, settings: dict | None = None, keep_distinct: bool = False,
                    log: Callable[[str], None] | None = print) -> dict:
     """Generate, score and write the report for `examples` (rows {messages, db_id, answer}).
 
@@ -123,7 +123,7 @@ def evaluate_model(model: nn.Module, tokenizer, examples: Sequence[dict], db_roo
         item.update(pred=extract_sql(out.text), raw=out.text, generated_tokens=out.num_tokens,
                     stopped=out.stopped)
 
-    scored = score_predictions(items, db_root)
+    scored = score_predictions(items, db_root, keep_distinct=keep_distinct)
     timing = {
         "generation_seconds": round(seconds, 2),
         "examples_per_second": round(len(items) / seconds, 4),
@@ -131,7 +131,7 @@ def evaluate_model(model: nn.Module, tokenizer, examples: Sequence[dict], db_roo
         "mean_generated_tokens": round(sum(o.num_tokens for o in outputs) / len(outputs), 2),
     }
     run_settings = dict(settings or {}, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                        limit=limit, db_root=str(db_root), **timing)
+                        limit=limit, db_root=str(db_root), keep_distinct=keep_distinct, **timing)
     report = build_report(scored, run_settings)
     write_report(out_dir, scored, report)
     if log is not None:
@@ -195,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", default=None, metavar="EVAL_JSON",
                    help="an earlier report (eval.json or its directory), e.g. of the base model: printed "
                         "side by side with this one, with the gain in points")
+    p.add_argument("--keep-distinct", action="store_true",
+                   help="run DISTINCT as written (the test-suite evaluator's --keep_distinct); by default it is "
+                        "removed from both queries, as the official evaluator does")
     p.add_argument("--out", required=True, help="output directory for eval.json, mistakes.csv, gold.txt, pred.txt")
     return p
 
@@ -228,7 +231,8 @@ def run(args: argparse.Namespace) -> dict:
     settings = dict(description, data=args.data, split=split, device=str(device),
                     merged_from=args.adapter if args.merge else None)
     report = evaluate_model(model, tokenizer, examples, db_root, args.out, batch_size=args.batch_size,
-                            max_new_tokens=args.max_new_tokens, limit=args.limit, settings=settings)
+                            max_new_tokens=args.max_new_tokens, limit=args.limit, settings=settings,
+                            keep_distinct=args.keep_distinct)
     if baseline is not None:
         print(format_comparison(baseline, report, names=("compared", "this run")))
     return report

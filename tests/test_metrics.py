@@ -61,32 +61,17 @@ def test_nulls_compare_equal_to_nulls() -> None:
     assert results_match([(None,)], [("",)], ordered=False) is False
 
 
-def test_floats_within_tolerance_and_int_float_equal() -> None:
-    assert results_match([(0.1 + 0.2,)], [(0.3,)], ordered=True) is True
+def test_values_compare_exactly_and_int_equals_float() -> None:
     assert results_match([(2,)], [(2.0,)], ordered=True) is True
     assert results_match([(1, 2.0)], [(1.0, 2)], ordered=True) is True
-    almost_one = sum([0.1] * 10)  # 0.9999999999999999
-    assert almost_one != 1
-    assert results_match([(almost_one, "a")], [("a", 1)], ordered=False) is True
-    # a real difference is not hidden by the tolerance
+    assert results_match([(True,)], [(1,)], ordered=True) is True
+    # as the test-suite evaluator: no tolerance, so a rounded answer is not the answer
+    assert results_match([(0.1 + 0.2,)], [(0.3,)], ordered=True) is False
+    assert results_match([(1022071.0,)], [(1022071.2333,)], ordered=True) is False
     assert results_match([(0.3,)], [(0.31,)], ordered=True) is False
     assert results_match([(2.5,)], [(2,)], ordered=True) is False
     # a number is not its text
     assert results_match([("1",)], [(1,)], ordered=True) is False
-
-
-def test_different_row_or_column_counts() -> None:
-    assert results_match([(1,), (2,)], [(1,)], ordered=False) is False
-    assert results_match([(1, 2)], [(1,)], ordered=False) is False
-    assert results_match([(1,)], [(1, 1)], ordered=False) is False
-
-
-def test_empty_results() -> None:
-    assert results_match([], [], ordered=False) is True
-    assert results_match([], [], ordered=True) is True
-    assert results_match([], [(1,)], ordered=False) is False
-    assert results_match([(1,)], [], ordered=False) is False
-
 
 # ----------------------------------------------------------------------------- gold_is_ordered
 
@@ -95,15 +80,16 @@ def test_empty_results() -> None:
     "sql, expected",
     [
         ("SELECT name FROM t ORDER BY age", True),
-        ("select name from t order   by age desc limit 1;", True),
+        ("select name from t order by age desc limit 1;", True),
         ("SELECT name FROM t", False),
-        # ORDER BY inside a subquery does not order the outer result
-        ("SELECT count(*) FROM (SELECT a FROM t ORDER BY a LIMIT 3)", False),
-        ("SELECT a FROM t WHERE b IN (SELECT b FROM u ORDER BY b LIMIT 2)", False),
-        # a trailing ORDER BY orders the whole compound query
         ("SELECT a FROM t UNION SELECT a FROM u ORDER BY a", True),
-        # the words inside a string are not a clause
-        ("SELECT a FROM t WHERE note = 'order by'", False),
+        # The test-suite evaluator's rule is a substring test, kept so that scores agree example by
+        # example: a subquery's ORDER BY, or the words in a string, make the comparison ordered...
+        ("SELECT count(*) FROM (SELECT a FROM t ORDER BY a LIMIT 3)", True),
+        ("SELECT a FROM t WHERE b IN (SELECT b FROM u ORDER BY b LIMIT 2)", True),
+        ("SELECT a FROM t WHERE note = 'order by'", True),
+        # ...and two spaces between the words do not.
+        ("SELECT name FROM t ORDER  BY age", False),
     ],
 )
 def test_gold_is_ordered(sql: str, expected: bool) -> None:
@@ -219,9 +205,18 @@ def test_execution_match_float_aggregates(conn: sqlite3.Connection) -> None:
     gold = "SELECT avg(price) FROM item"
     assert execution_match(conn, "SELECT sum(price) / count(*) FROM item", gold) == (True, None)
     assert execution_match(conn, "SELECT sum(price) / 3.0 FROM item", gold) == (True, None)
-    # SQLite's own float arithmetic: 0.1 + 0.2 is 0.30000000000000004
-    assert execution_match(conn, "SELECT 0.1 + 0.2", "SELECT 0.3") == (True, None)
+    # SQLite's own float arithmetic: 0.1 + 0.2 is 0.30000000000000004, not 0.3 (the test-suite evaluator agrees)
+    assert execution_match(conn, "SELECT 0.1 + 0.2", "SELECT 0.3")[0] is False
     assert execution_match(conn, "SELECT 2", "SELECT 2.0") == (True, None)
+    assert execution_match(conn, "SELECT round(avg(price))", gold)[0] is False
+
+
+def test_distinct_is_removed_from_both_queries_unless_kept(conn: sqlite3.Connection) -> None:
+    gold = "SELECT DISTINCT shop FROM item"  # a, a, b
+    assert execution_match(conn, "SELECT shop FROM item", gold) == (True, None)  # both run without DISTINCT
+    assert execution_match(conn, "SELECT DISTINCT shop FROM item", "SELECT shop FROM item") == (True, None)
+    assert execution_match(conn, "SELECT shop FROM item", gold, keep_distinct=True) == (False, "3 rows vs 2 gold rows")
+    assert execution_match(conn, "SELECT count(DISTINCT shop) FROM item", "SELECT count(shop) FROM item") == (True, None)
 
 
 def test_failing_gold_raises(conn: sqlite3.Connection) -> None:
@@ -233,3 +228,10 @@ def test_exact_match_rejects_a_second_statement():
     assert exact_match("SELECT name FROM t", "SELECT name FROM t")
     assert not exact_match("SELECT name FROM t; SELECT 1", "SELECT name FROM t")
     assert not exact_match("SELECT name FROM t; DROP TABLE t", "SELECT name FROM t")
+
+
+def test_deep_nesting_is_scored_not_raised(conn: sqlite3.Connection) -> None:
+    deep = "SELECT " + "(" * 120 + "1" + ")" * 120  # sqlparse's parser stops at 100 levels
+    assert exact_match(deep, "SELECT 1") is False and exact_match("SELECT ((1))", "SELECT ((1))") is True
+    ok, why = execution_match(conn, deep, "SELECT 1")  # SQLite's own parser refuses it: a wrong answer, not a crash
+    assert not ok and why.startswith("error: ") and "stack overflow" in why

@@ -94,8 +94,8 @@ def test_printed_table_has_the_official_layout(db_root: Path) -> None:
         "=====================   EXECUTION ACCURACY     =====================",
         "execution            1.000                0.500                0.000                0.000                0.375",
         "",
-        "====================== EXACT MATCHING ACCURACY =====================",
-        "exact match          0.500                0.000                0.000                0.000                0.125",
+        "=========== SQL TEXT MATCH (not Spider's exact-set match) ==========",
+        "text match           0.500                0.000                0.000                0.000                0.125",
     ]
 
 
@@ -198,7 +198,7 @@ def test_comparison_shows_the_gain_in_points(db_root: Path, tmp_path: Path) -> N
         ["fine-tuned", "1.000", "0.500", "0.000", "0.000", "0.375"],
         ["gain", "(points)", "+100.0", "+0.0", "+0.0", "+0.0", "+25.0"],
     ]
-    exact = lines[lines.index("exact match") + 1: lines.index("exact match") + 4]
+    exact = lines[lines.index("text match") + 1: lines.index("text match") + 4]
     assert [line.split()[-1] for line in exact] == ["0.125", "0.125", "+0.0"]
 
     other = build_report(tuned_scored[:4])
@@ -212,3 +212,11 @@ def test_load_report_errors(tmp_path: Path) -> None:
     (tmp_path / "eval.json").write_text("{}")
     with pytest.raises(ValueError, match="not an eval.json"):
         load_report(tmp_path)
+
+
+def test_distinct_follows_the_official_default_and_keep_distinct(db_root: Path) -> None:
+    item = {"question": "Which countries?", "db_id": DB_ID, "gold": "SELECT DISTINCT country FROM singer",
+            "pred": "SELECT country FROM singer"}  # 6 rows against 3 distinct ones
+    assert score_predictions([item], db_root)[0]["exec"] is True  # both run without DISTINCT
+    kept = score_predictions([item], db_root, keep_distinct=True)[0]
+    assert (kept["exec"], kept["error"]) == (False, "6 rows vs 3 gold rows")
