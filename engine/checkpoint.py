@@ -100,11 +100,20 @@ def _write_checkpoint(path: Path, model, optimizer, scheduler, state: TrainState
         atomic_write_json(tmp / "config.json", config)
 
 
+def complete_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, path) of every complete checkpoint-N in `run_dir`, in step order."""
+    return sorted((int(m.group(1)), p) for p in Path(run_dir).glob("checkpoint-*")
+                  if (m := CHECKPOINT_PATTERN.match(p.name)) and (p / "training_state.pt").is_file())
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """The highest-numbered complete checkpoint-N in `run_dir`, or None."""
-    found = sorted((int(m.group(1)), p) for p in Path(run_dir).glob("checkpoint-*")
-                   if (m := CHECKPOINT_PATTERN.match(p.name)) and (p / "training_state.pt").is_file())
+    found = complete_checkpoints(run_dir)
     return found[-1][1] if found else None
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def find_checkpoint(path: str | Path) -> Path:
@@ -123,7 +132,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     """Restore weights, optimizer, scheduler and RNG in place; return where to continue.
     Order matters: the optimizer state refers to parameters by position, so the model must be built
     (and wrapped by peft) exactly as in the saved run before this is called. A damaged file, or one
-    saved by another configuration, is one line before anything is changed."""
+    saved by another configuration, is one line, and nothing on disk is changed."""
     weights = read_trainable(path / "trainable.safetensors")
     saved = read_training_state(path / "training_state.pt")
     differ = sorted(k for k, v in saved.get("config", {}).items() if k not in RESUME_MAY_CHANGE and config.get(k) != v)
@@ -151,18 +160,16 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         return TrainState(**saved["train_state"])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise ValueError(f"--resume {path}: training_state.pt does not fit this run "
-                         f"({type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''})") from None
+                         f"({type(error).__name__}: {_first_line(error)[:120]})") from None
 
 
 def _damaged(file: Path, error: BaseException) -> ValueError:
     """One line for a checkpoint file that is missing or cannot be read, naming the run's other checkpoints."""
-    run_dir, here = file.parent.parent, CHECKPOINT_PATTERN.match(file.parent.name)
-    earlier = sorted((int(m.group(1)) for p in run_dir.glob("checkpoint-*")
-                      if (m := CHECKPOINT_PATTERN.match(p.name)) and p != file.parent), reverse=True) if here else []
-    hint = (f"; resume from an earlier one: python train.py --resume {run_dir / f'checkpoint-{earlier[0]}'}"
-            if earlier else "")
+    here = CHECKPOINT_PATTERN.match(file.parent.name)
+    earlier = [p for step, p in complete_checkpoints(file.parent.parent) if here and step < int(here.group(1))]
+    hint = f"; resume from an earlier one: python train.py --resume {earlier[-1]}" if earlier else ""
     what = "is missing" if isinstance(error, FileNotFoundError) else "is damaged"
-    detail = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0][:120]
+    detail = _first_line(error).split(". ")[0][:120]
     return ValueError(f"--resume: {file} {what} ({detail}){hint}")
 
 
@@ -179,9 +186,8 @@ def read_training_state(file: Path) -> dict:
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ValueError(f"--resume: {file} holds objects other than tensors and plain data, or is damaged; "
-                         f"refused ({first[:160]})") from None
+                         f"refused ({_first_line(error)[:160]})") from None
     except (OSError, EOFError, RuntimeError) as error:  # zero bytes: EOFError; cut short: a zip RuntimeError
         raise _damaged(file, error) from None
 
