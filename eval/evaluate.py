@@ -100,7 +100,7 @@ def spread_indices(total: int, limit: int | None) -> list[int]:
 def evaluate_model(model: nn.Module, tokenizer, examples: Sequence[dict], db_root: str | Path,
                    out_dir: str | Path, *, batch_size: int = 16, max_new_tokens: int = 160,
                    limit: int | None = None, settings: dict | None = None, keep_distinct: bool = False,
-                   log: Callable[[str], None] | None = print) -> dict:
+                   decoder: str = "auto", log: Callable[[str], None] | None = print) -> dict:
     """Generate, score and write the report for `examples` (rows {messages, db_id, answer}).
 
     The model may be in training (a PeftModel mid-run): its train/eval mode and use_cache are
@@ -117,7 +117,7 @@ def evaluate_model(model: nn.Module, tokenizer, examples: Sequence[dict], db_roo
 
     started = time.perf_counter()
     outputs = generate(model, tokenizer, [e["messages"] for e in picked], batch_size=batch_size,
-                       max_new_tokens=max_new_tokens, log=log)
+                       max_new_tokens=max_new_tokens, decoder=decoder, progress=log is not None)
     seconds = time.perf_counter() - started
     for item, out in zip(items, outputs):
         item.update(pred=extract_sql(out.text), raw=out.text, generated_tokens=out.num_tokens,
@@ -131,7 +131,8 @@ def evaluate_model(model: nn.Module, tokenizer, examples: Sequence[dict], db_roo
         "mean_generated_tokens": round(sum(o.num_tokens for o in outputs) / len(outputs), 2),
     }
     run_settings = dict(settings or {}, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                        limit=limit, db_root=str(db_root), keep_distinct=keep_distinct, **timing)
+                        limit=limit, db_root=str(db_root), keep_distinct=keep_distinct,
+                        decoder=decoder, **timing)
     report = build_report(scored, run_settings)
     write_report(out_dir, scored, report)
     if log is not None:
@@ -189,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate N examples spread evenly over the split (files are grouped by difficulty)")
     p.add_argument("--batch-size", type=_positive_int, default=16)
     p.add_argument("--max-new-tokens", type=_positive_int, default=160)
+    p.add_argument("--decoder", default="auto", choices=("auto", "static", "plain"),
+                   help="static: adapter merged into dense weights, static KV cache, CUDA graph on a GPU; "
+                        "plain: the model as loaded (4-bit + LoRA), a growing cache; auto: static where the "
+                        "architecture allows (Llama family)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--compute-dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"),
                    help="auto: bf16 on a CUDA GPU that supports it, else fp32")
@@ -232,7 +237,7 @@ def run(args: argparse.Namespace) -> dict:
                     merged_from=args.adapter if args.merge else None)
     report = evaluate_model(model, tokenizer, examples, db_root, args.out, batch_size=args.batch_size,
                             max_new_tokens=args.max_new_tokens, limit=args.limit, settings=settings,
-                            keep_distinct=args.keep_distinct)
+                            keep_distinct=args.keep_distinct, decoder=args.decoder)
     if baseline is not None:
         print(format_comparison(baseline, report, names=("compared", "this run")))
     return report
