@@ -1,4 +1,4 @@
-"""Evaluate a model on text-to-SQL: greedy generation, execution accuracy and exact match by hardness.
+"""Evaluate a model on text-to-SQL: greedy generation, execution accuracy and Spider's exact-set match by hardness.
 
     python -m eval.evaluate --split heldout --limit 64 --out runs/eval-base          # bundled SmolLM2
     python -m eval.evaluate --adapter runs/x/adapter --split heldout --out runs/x/eval
@@ -100,7 +100,8 @@ def spread_indices(total: int, limit: int | None) -> list[int]:
 def evaluate_model(model: nn.Module, tokenizer, examples: Sequence[dict], db_root: str | Path,
                    out_dir: str | Path, *, batch_size: int = 16, max_new_tokens: int = 160,
                    limit: int | None = None, settings: dict | None = None, keep_distinct: bool = False,
-                   decoder: str = "auto", log: Callable[[str], None] | None = print) -> dict:
+                   decoder: str = "auto", plug_value: bool = False, tables: str | Path | None = None,
+                   log: Callable[[str], None] | None = print) -> dict:
     """Generate, score and write the report for `examples` (rows {messages, db_id, answer}).
 
     The model may be in training (a PeftModel mid-run): its train/eval mode and use_cache are
@@ -123,7 +124,7 @@ def evaluate_model(model: nn.Module, tokenizer, examples: Sequence[dict], db_roo
         item.update(pred=extract_sql(out.text), raw=out.text, generated_tokens=out.num_tokens,
                     stopped=out.stopped)
 
-    scored = score_predictions(items, db_root, keep_distinct=keep_distinct)
+    scored = score_predictions(items, db_root, keep_distinct=keep_distinct, plug_value=plug_value, tables=tables)
     timing = {
         "generation_seconds": round(seconds, 2),
         "examples_per_second": round(len(items) / seconds, 4),
@@ -132,7 +133,7 @@ def evaluate_model(model: nn.Module, tokenizer, examples: Sequence[dict], db_roo
     }
     run_settings = dict(settings or {}, batch_size=batch_size, max_new_tokens=max_new_tokens,
                         limit=limit, db_root=str(db_root), keep_distinct=keep_distinct,
-                        decoder=decoder, **timing)
+                        plug_value=plug_value, decoder=decoder, **timing)
     report = build_report(scored, run_settings)
     write_report(out_dir, scored, report)
     if log is not None:
@@ -203,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-distinct", action="store_true",
                    help="run DISTINCT as written (the test-suite evaluator's --keep_distinct); by default it is "
                         "removed from both queries, as the official evaluator does")
+    p.add_argument("--plug-value", action="store_true",
+                   help="execution also tries the gold query's values in the prediction's value slots (the "
+                        "test-suite evaluator's --plug_value)")
     p.add_argument("--out", required=True, help="output directory for eval.json, mistakes.csv, gold.txt, pred.txt")
     return p
 
@@ -237,7 +241,8 @@ def run(args: argparse.Namespace) -> dict:
                     merged_from=args.adapter if args.merge else None)
     report = evaluate_model(model, tokenizer, examples, db_root, args.out, batch_size=args.batch_size,
                             max_new_tokens=args.max_new_tokens, limit=args.limit, settings=settings,
-                            keep_distinct=args.keep_distinct, decoder=args.decoder)
+                            keep_distinct=args.keep_distinct, decoder=args.decoder, plug_value=args.plug_value,
+                            tables=args.tables)
     if baseline is not None:
         print(format_comparison(baseline, report, names=("compared", "this run")))
     return report

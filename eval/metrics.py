@@ -1,15 +1,20 @@
-"""Text-to-SQL metrics: exact match on normalised SQL text, and execution accuracy (EX).
+"""Text-to-SQL metrics: a match on normalised SQL text, and execution accuracy (EX).
+(Spider's exact-set match, the official EM, is eval/spider_match.py.)
 
 EX has the default semantics of the test-suite evaluator (test-suite-sql-eval `exec_eval.py`, as run by
 `evaluation.py --etype exec`): DISTINCT is removed from both queries before they run (`keep_distinct`
 keeps it); the result tables must be equal as multisets of rows up to a permutation of the columns, and as
 lists when the gold query's text contains ORDER BY anywhere (a subquery's included); values compare
 exactly, as Python compares them (2 == 2.0, but 0.1 + 0.2 != 0.3: no tolerance that could accept a
-rounded wrong answer).
+rounded wrong answer). With plug_value (the evaluator's --plug_value, for models that do not predict
+values), the prediction as written is tried first, then with the gold query's literals plugged into
+its own literal slots in every combination (at most PLUG_VALUE_LIMIT of them, a bound the official
+code does not have: 5 slots over 6 values would be 7,776 executions).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import sqlite3
 from collections import Counter
@@ -32,9 +37,9 @@ SQL_SYNTAX_WORDS = frozenset(
     values""".split()
 )
 
+PLUG_VALUE_LIMIT = 256
 
-
-# ----------------------------------------------------------------------------- exact match
+# ----------------------------------------------------------------------------- text match
 
 def _significant_tokens(sql: str) -> list[Any]:
     """The first statement's tokens, from sqlparse's lexer alone: the parser's grouping adds nothing
@@ -113,7 +118,7 @@ def _join_words(words: list[tuple[str, bool]]) -> str:
     return out
 
 
-def exact_match(pred: str, gold: str) -> bool:
+def text_match(pred: str, gold: str) -> bool:
     """Normalised text equality; an empty gold query is a data error. A prediction with more than one
     statement is wrong (normalize_sql reads the first statement only)."""
     if not gold.strip():
@@ -222,10 +227,31 @@ def _describe_difference(pred: list[tuple], gold: list[tuple], ordered: bool) ->
     return "same values but different column pairing"
 
 
+def _literal(ttype) -> bool:
+    return ttype in T.Literal.String.Single or ttype in T.Literal.String.Symbol or ttype in T.Literal.Number
+
+
+def plugged_variants(pred_sql: str, gold_sql: str, limit: int = PLUG_VALUE_LIMIT) -> list[str]:
+    """`pred_sql` with the gold query's literals (strings and numbers) put into its literal slots, in
+    every combination with repetition (test-suite-sql-eval's plugin_all_permutations), at most `limit`."""
+    gold_values = list(dict.fromkeys(v for t, v in sqlparse.lexer.tokenize(gold_sql) if _literal(t)))
+    tokens = list(sqlparse.lexer.tokenize(pred_sql))
+    slots = [i for i, (t, _) in enumerate(tokens) if _literal(t)]
+    if not slots or not gold_values:
+        return []
+    variants = []
+    for values in itertools.islice(itertools.product(gold_values, repeat=len(slots)), limit):
+        filled = [v for _, v in tokens]
+        for i, value in zip(slots, values):
+            filled[i] = value
+        variants.append("".join(filled))
+    return variants
+
+
 def execution_match(conn: sqlite3.Connection, pred_sql: str, gold_sql: str, *,
-                    keep_distinct: bool = False) -> tuple[bool, str | None]:
-    """(correct, None) or (False, why). A failing gold query raises QueryError: that is a data
-    error, not a wrong prediction."""
+                    keep_distinct: bool = False, plug_value: bool = False) -> tuple[bool, str | None]:
+    """(correct, None) or (False, why), why about the prediction as written. A failing gold query
+    raises QueryError: that is a data error, not a wrong prediction."""
     ordered = gold_is_ordered(gold_sql)
     if not keep_distinct:
         pred_sql, gold_sql = remove_distinct(pred_sql), remove_distinct(gold_sql)
@@ -236,7 +262,15 @@ def execution_match(conn: sqlite3.Connection, pred_sql: str, gold_sql: str, *,
     try:
         pred = execute(conn, pred_sql)
     except QueryError as exc:
-        return False, f"error: {exc}"
-    if results_match(pred, gold, ordered=ordered):
-        return True, None
-    return False, _describe_difference(pred, gold, ordered)
+        pred, why = None, f"error: {exc}"
+    if pred is not None:
+        if results_match(pred, gold, ordered=ordered):
+            return True, None
+        why = _describe_difference(pred, gold, ordered)
+    for variant in plugged_variants(pred_sql, gold_sql) if plug_value else ():
+        try:
+            if results_match(execute(conn, variant), gold, ordered=ordered):
+                return True, None
+        except QueryError:
+            continue
+    return False, why

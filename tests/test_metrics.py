@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from eval.metrics import (
-    exact_match,
+    text_match,
     execution_match,
     gold_is_ordered,
     normalize_sql,
@@ -100,7 +100,7 @@ def test_gold_is_ordered(sql: str, expected: bool) -> None:
 
 
 def test_keyword_case_and_trailing_semicolon() -> None:
-    assert exact_match("select year, type from t", "SELECT year, type FROM t;") is True
+    assert text_match("select year, type from t", "SELECT year, type FROM t;") is True
     assert normalize_sql("select year, type from t") == "SELECT year, type FROM t"
 
 
@@ -114,18 +114,18 @@ def test_identifiers_that_sqlparse_calls_keywords_stay_lowercase() -> None:
 
 
 def test_identifiers_are_case_insensitive_literals_are_not() -> None:
-    assert exact_match("SELECT Name FROM Singer AS T1", "select name from singer as t1") is True
-    assert exact_match("SELECT a FROM t WHERE c = 'France'",
+    assert text_match("SELECT Name FROM Singer AS T1", "select name from singer as t1") is True
+    assert text_match("SELECT a FROM t WHERE c = 'France'",
                        "SELECT a FROM t WHERE c = 'france'") is False
 
 
 def test_trailing_semicolons_and_whitespace() -> None:
     assert normalize_sql("SELECT a\n\tFROM   t ;;  \n") == "SELECT a FROM t"
-    assert exact_match("SELECT  count( * )\nFROM t", "SELECT count(*) FROM t") is True
+    assert text_match("SELECT  count( * )\nFROM t", "SELECT count(*) FROM t") is True
 
 
 def test_double_and_single_quoted_strings_are_equal() -> None:
-    assert exact_match('SELECT a FROM t WHERE b = "abc"', "SELECT a FROM t WHERE b = 'abc'") is True
+    assert text_match('SELECT a FROM t WHERE b = "abc"', "SELECT a FROM t WHERE b = 'abc'") is True
     assert normalize_sql('SELECT a FROM t WHERE b = "it\'s"') == "SELECT a FROM t WHERE b = 'it''s'"
     assert normalize_sql("SELECT a FROM t WHERE b = 'it''s'") == "SELECT a FROM t WHERE b = 'it''s'"
 
@@ -133,19 +133,19 @@ def test_double_and_single_quoted_strings_are_equal() -> None:
 def test_operator_spelling_and_multiword_keywords() -> None:
     assert normalize_sql("select a from t where b<>1 and c not  like 'x%' order  by a") == (
         "SELECT a FROM t WHERE b != 1 AND c NOT LIKE 'x%' ORDER BY a")
-    assert exact_match("SELECT a FROM t LEFT  OUTER JOIN u ON t.id=u.id",
+    assert text_match("SELECT a FROM t LEFT  OUTER JOIN u ON t.id=u.id",
                        "select a from t left outer join u on t.id = u.id") is True
 
 
 def test_different_queries_do_not_match() -> None:
-    assert exact_match("SELECT a FROM t ORDER BY a", "SELECT a FROM t ORDER BY a DESC") is False
-    assert exact_match("SELECT a, b FROM t", "SELECT b, a FROM t") is False
-    assert exact_match("", "SELECT 1") is False
+    assert text_match("SELECT a FROM t ORDER BY a", "SELECT a FROM t ORDER BY a DESC") is False
+    assert text_match("SELECT a, b FROM t", "SELECT b, a FROM t") is False
+    assert text_match("", "SELECT 1") is False
 
 
 def test_empty_gold_is_an_error() -> None:
     with pytest.raises(ValueError, match="gold SQL is empty"):
-        exact_match("SELECT 1", "  ")
+        text_match("SELECT 1", "  ")
 
 
 # ----------------------------------------------------------------------------- execution_match
@@ -224,14 +224,14 @@ def test_failing_gold_raises(conn: sqlite3.Connection) -> None:
         execution_match(conn, "SELECT 1", "SELECT colour FROM item")
 
 
-def test_exact_match_rejects_a_second_statement():
-    assert exact_match("SELECT name FROM t", "SELECT name FROM t")
-    assert not exact_match("SELECT name FROM t; SELECT 1", "SELECT name FROM t")
-    assert not exact_match("SELECT name FROM t; DROP TABLE t", "SELECT name FROM t")
+def test_text_match_rejects_a_second_statement():
+    assert text_match("SELECT name FROM t", "SELECT name FROM t")
+    assert not text_match("SELECT name FROM t; SELECT 1", "SELECT name FROM t")
+    assert not text_match("SELECT name FROM t; DROP TABLE t", "SELECT name FROM t")
 
 
 def test_deep_nesting_is_scored_not_raised(conn: sqlite3.Connection) -> None:
     deep = "SELECT " + "(" * 120 + "1" + ")" * 120  # sqlparse's parser stops at 100 levels
-    assert exact_match(deep, "SELECT 1") is False and exact_match("SELECT ((1))", "SELECT ((1))") is True
+    assert text_match(deep, "SELECT 1") is False and text_match("SELECT ((1))", "SELECT ((1))") is True
     ok, why = execution_match(conn, deep, "SELECT 1")  # SQLite's own parser refuses it: a wrong answer, not a crash
     assert not ok and why.startswith("error: ") and "stack overflow" in why

@@ -23,23 +23,26 @@ ROWS = [(1, "Ann", "France", 25), (2, "Bob", "France", 35), (3, "Cy", "Japan", 4
 EXTRA_GOLD = ("SELECT country, count(*) FROM singer WHERE age > 20 GROUP BY country "
               "ORDER BY count(*) DESC LIMIT 1")
 
-# (gold, prediction, expected hardness, exact, exec, expected error fragment)
+# (gold, prediction, expected hardness, Spider exact-set match, exec, expected error fragment, text match)
 CASES = [
-    ("SELECT count(*) FROM singer", "select count(*) from singer;", "easy", True, True, None),
+    ("SELECT count(*) FROM singer", "select count(*) from singer;", "easy", True, True, None, True),
     ("SELECT name FROM singer WHERE age > 30", "SELECT name FROM singer WHERE age >= 31",
-     "easy", False, True, None),
+     "easy", False, True, None, False),
     ("SELECT name, age FROM singer WHERE country = 'France'",
-     "SELECT age, name FROM singer WHERE country = \"France\" ORDER BY age", "medium", False, True, None),
+     "SELECT age, name FROM singer WHERE country = \"France\" ORDER BY age", "medium", False, True, None, False),
     ("SELECT name, country FROM singer WHERE age < 40", "SELECT name, country FROM singer",
-     "medium", False, False, "6 rows vs 3 gold rows"),
+     "medium", False, False, "6 rows vs 3 gold rows", False),
     ("SELECT name FROM singer WHERE age > (SELECT avg(age) FROM singer)", "SELEC name FROM singer",
-     "hard", False, False, "error: OperationalError: near \"SELEC\": syntax error"),
+     "hard", False, False, "error: OperationalError: near \"SELEC\": syntax error", False),
     ("SELECT name FROM singer WHERE age < (SELECT avg(age) FROM singer)", EMPTY_SQL,
-     "hard", False, False, "empty prediction"),
+     "hard", False, False, "empty prediction", False),
     (EXTRA_GOLD, EXTRA_GOLD + "; SELECT 1", "extra", False, False,
-     "error: multiple statements (2); only one is allowed"),
+     "error: multiple statements (2); only one is allowed", False),
     ("SELECT country, max(age) FROM singer WHERE age > 20 GROUP BY country ORDER BY max(age) DESC LIMIT 1",
-     "DELETE FROM singer", "extra", False, False, "error: write denied: DELETE singer"),
+     "DELETE FROM singer", "extra", False, False, "error: write denied: DELETE singer", False),
+    # Spider's exact-set match ignores values and alias names: right there, wrong by execution
+    ("SELECT name FROM singer WHERE age > 30", "SELECT T1.name FROM singer AS T1 WHERE T1.age > 40",
+     "easy", True, False, "3 rows vs 5 gold rows", False),
 ]
 
 
@@ -70,33 +73,55 @@ def test_every_example_is_scored_as_expected(db_root: Path) -> None:
     assert [r["exact"] for r in scored] == [c[3] for c in CASES]
     assert [r["exec"] for r in scored] == [c[4] for c in CASES]
     assert [r["error"] for r in scored] == [c[5] for c in CASES]
+    assert [r["text_match"] for r in scored] == [c[6] for c in CASES]
+    assert [r["index"] for r in scored] == list(range(len(CASES)))
+    assert [r["exact_reason"] for r in scored][4:7] == [
+        "prediction does not parse: " + scored[4]["exact_reason"].split(": ", 1)[1],
+        "empty prediction", "multiple statements"]
 
 
 def test_numbers_per_level(db_root: Path) -> None:
     report = build_report(score_predictions(_items(), db_root), {"model": "hand-written"})
     m = report["metrics"]
-    assert {level: m[level]["count"] for level in m} == {"easy": 2, "medium": 2, "hard": 2, "extra": 2, "all": 8}
+    assert {level: m[level]["count"] for level in m} == {"easy": 3, "medium": 2, "hard": 2, "extra": 2, "all": 9}
     assert {level: m[level]["execution"] for level in m} == \
-        {"easy": 1.0, "medium": 0.5, "hard": 0.0, "extra": 0.0, "all": 0.375}
+        {"easy": 2 / 3, "medium": 0.5, "hard": 0.0, "extra": 0.0, "all": 3 / 9}
     assert {level: m[level]["exact_match"] for level in m} == \
-        {"easy": 0.5, "medium": 0.0, "hard": 0.0, "extra": 0.0, "all": 0.125}
-    assert report["counts"] == {"examples": 8, "execution_correct": 3, "exact_correct": 1,
+        {"easy": 2 / 3, "medium": 0.0, "hard": 0.0, "extra": 0.0, "all": 2 / 9}
+    assert {level: m[level]["text_match"] for level in m} == \
+        {"easy": 1 / 3, "medium": 0.0, "hard": 0.0, "extra": 0.0, "all": 1 / 9}
+    # partial scores, the official way: easy WHERE is right in 1 of the 2 predictions that have one
+    assert m["easy"]["partial"]["where"] == {"acc": 0.5, "rec": 0.5, "f1": 0.5}
+    assert m["medium"]["partial"]["where"]["rec"] == 0.5  # one gold WHERE of two is predicted
+    assert report["counts"] == {"examples": 9, "execution_correct": 3, "exact_correct": 2,
+                                "text_match_correct": 1, "gold_outside_match_parser": 0,
                                 "prediction_errors": 3, "empty_predictions": 1,
                                 "truncated_generations": 0, "without_hardness": 0}
     assert report["settings"] == {"model": "hand-written"}
 
 
 def test_printed_table_has_the_official_layout(db_root: Path) -> None:
-    table = format_table(build_report(score_predictions(_items(), db_root))["metrics"])
-    assert table.splitlines() == [
+    lines = format_table(build_report(score_predictions(_items(), db_root))["metrics"]).splitlines()
+    assert lines[:7] == [
         "                     easy                 medium               hard                 extra                all",
-        "count                2                    2                    2                    2                    8",
+        "count                3                    2                    2                    2                    9",
         "=====================   EXECUTION ACCURACY     =====================",
-        "execution            1.000                0.500                0.000                0.000                0.375",
+        "execution            0.667                0.500                0.000                0.000                0.333",
+        "",
+        "====================== EXACT MATCHING ACCURACY =====================",
+        "exact match          0.667                0.000                0.000                0.000                0.222",
+    ]
+    assert lines[8] == "---------------------PARTIAL MATCHING ACCURACY----------------------"
+    assert lines[11] == "where                0.500                1.000                0.000                0.000                0.667"
+    assert lines[19] == "---------------------- PARTIAL MATCHING RECALL ----------------------"
+    assert lines[30] == "---------------------- PARTIAL MATCHING F1 --------------------------"
+    assert lines[-3:] == [
         "",
         "=========== SQL TEXT MATCH (not Spider's exact-set match) ==========",
-        "text match           0.500                0.000                0.000                0.000                0.125",
+        "text match           0.333                0.000                0.000                0.000                0.111",
     ]
+    exec_only = format_table(build_report(score_predictions(_items(), db_root, etype="exec"))["metrics"], "exec")
+    assert "EXACT MATCHING" not in exec_only and "execution            0.667" in exec_only
 
 
 def test_files_are_written_and_aligned(db_root: Path, tmp_path: Path) -> None:
@@ -113,15 +138,16 @@ def test_files_are_written_and_aligned(db_root: Path, tmp_path: Path) -> None:
 
     with open(out / "mistakes.csv", newline="") as f:
         mistakes = list(csv.DictReader(f))
-    assert [int(r["index"]) for r in mistakes] == [3, 4, 5, 6, 7]
+    assert [int(r["index"]) for r in mistakes] == [3, 4, 5, 6, 7, 8]
     assert [r["error"] for r in mistakes] == [c[5] for c in CASES[3:]]
     assert mistakes[0]["question"] == "question 3, with a comma"
     assert (mistakes[0]["gold"], mistakes[0]["predicted"]) == (CASES[3][0], CASES[3][1])
-    assert [r["hardness"] for r in mistakes] == ["medium", "hard", "hard", "extra", "extra"]
+    assert [r["hardness"] for r in mistakes] == ["medium", "hard", "hard", "extra", "extra", "easy"]
 
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert [(r["exec"], r["exact"]) for r in records] == [(c[4], c[3]) for c in CASES]
-    assert json.loads((out / "eval.json").read_text())["metrics"]["all"]["execution"] == 0.375
+    assert all("_partial" not in r for r in records)
+    assert json.loads((out / "eval.json").read_text())["metrics"]["all"]["execution"] == 3 / 9
 
 
 def test_multiline_sql_stays_on_one_line_in_the_files(db_root: Path, tmp_path: Path) -> None:
@@ -191,15 +217,17 @@ def test_comparison_shows_the_gain_in_points(db_root: Path, tmp_path: Path) -> N
     text = format_comparison(base, build_report(tuned_scored))
     lines = text.splitlines()
     assert lines[0].split() == ["easy", "medium", "hard", "extra", "all"]
-    assert lines[1].split() == ["count", "2", "2", "2", "2", "8"]
+    assert lines[1].split() == ["count", "3", "2", "2", "2", "9"]
     execution = lines[lines.index("execution") + 1: lines.index("execution") + 4]
     assert [line.split() for line in execution] == [
-        ["base", "0.000", "0.500", "0.000", "0.000", "0.125"],
-        ["fine-tuned", "1.000", "0.500", "0.000", "0.000", "0.375"],
-        ["gain", "(points)", "+100.0", "+0.0", "+0.0", "+0.0", "+25.0"],
+        ["base", "0.000", "0.500", "0.000", "0.000", "0.111"],
+        ["fine-tuned", "0.667", "0.500", "0.000", "0.000", "0.333"],
+        ["gain", "(points)", "+66.7", "+0.0", "+0.0", "+0.0", "+22.2"],
     ]
-    exact = lines[lines.index("text match") + 1: lines.index("text match") + 4]
-    assert [line.split()[-1] for line in exact] == ["0.125", "0.125", "+0.0"]
+    exact = lines[lines.index("exact match") + 1: lines.index("exact match") + 4]
+    assert [line.split()[-1] for line in exact] == ["0.111", "0.222", "+11.1"]
+    text = lines[lines.index("text match") + 1: lines.index("text match") + 4]
+    assert [line.split()[-1] for line in text] == ["0.111", "0.111", "+0.0"]
 
     other = build_report(tuned_scored[:4])
     with pytest.raises(ValueError, match="different examples"):
