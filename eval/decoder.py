@@ -255,6 +255,8 @@ class StaticDecoder:
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]  # (B, 1, T, d)
         slots = slot + torch.arange(width, device=ids.device)
         q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        group = self.heads // self.kv_heads
+        mask = allowed.repeat(1, 1, group, 1) if group > 1 else allowed  # rows (g, T), g-major
         for layer, keys, values in zip(self.layers, self.keys, self.values):
             keys, values = keys[:rows], values[:rows]  # views: index_copy_ writes the cache itself
             h = _rms_norm(x, layer.norm1, layer.eps)
@@ -263,8 +265,12 @@ class StaticDecoder:
             k = _rotate(k.view(batch, width, self.kv_heads, self.head_dim).transpose(1, 2), cos, sin)
             keys.index_copy_(2, slots, k)
             values.index_copy_(2, slots, v.view(batch, width, self.kv_heads, self.head_dim).transpose(1, 2))
-            a = F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed,
-                                               enable_gqa=self.kv_heads != self.heads)
+            # Grouped-query attention without copying K/V per query head: the g query heads that
+            # share a KV head become g*T query rows of that head (SDPA's enable_gqa falls back to the
+            # math kernel with a mask, which expands K and V g times at every step).
+            a = F.scaled_dot_product_attention(q.reshape(batch, self.kv_heads, group * width, self.head_dim),
+                                               keys, values, attn_mask=mask)
+            a = a.view(batch, self.heads, width, self.head_dim)
             x = x + layer.o(a.transpose(1, 2).reshape(batch, width, q_size))
             h = _rms_norm(x, layer.norm2, layer.eps)
             gate, up = layer.gate_up(h).chunk(2, dim=-1)
