@@ -98,3 +98,46 @@ def test_bad_input_is_one_line(files, capsys, change, message):
     assert main(_args(files)) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+HOSTILE = [
+    "SELECT " + "(" * 120 + "1" + ")" * 120 + " FROM singer",  # the parser's stack
+    "SELECT zeroblob(400000000) FROM singer",  # one 400 MB value
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100) SELECT zeroblob(900000) FROM c",
+    "SELECT printf('%.*c', 1000000000, 'x')",  # pads inside one call
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",  # never ends
+    "DELETE FROM singer",
+    "ATTACH DATABASE 'elsewhere.sqlite' AS e",
+    "SELECT name FROM pragma_table_info('singer')",  # read-only: runs
+    "SELECT count(*) FROM singer",  # and a right one after them all
+]
+
+
+def test_hostile_predictions_cannot_crash_stall_or_blow_up_an_evaluation(files, tmp_path):
+    """All hostile predictions in one file, scored in a process of its own that reports its peak memory:
+    the evaluation completes with every row, in bounded time and memory, and the database is unchanged."""
+    import subprocess
+    import sys
+    import time
+
+    files["gold"].write_text("".join(f"{g}\tconcert\n" for g in
+                                     ["SELECT count(*) FROM singer"] * (len(HOSTILE) - 2)
+                                     + ["SELECT name FROM pragma_table_info('singer')", "SELECT count(*) FROM singer"]))
+    files["pred"].write_text("".join(f"{p}\n" for p in HOSTILE))
+    before = hashlib.sha256(files["sqlite"].read_bytes()).hexdigest()
+    code = ("import resource, sys; from eval.score import main; rc = main(sys.argv[1:]); "
+            "print('maxrss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, "-c", code, *_args(files, "--etype", "all", "--out", str(files["out"]))],
+                         capture_output=True, text=True, cwd=Path(__file__).parent.parent, timeout=120)
+    seconds = time.monotonic() - started
+    assert run.returncode == 0, run.stderr
+    peak_mib = int(run.stdout.split("maxrss_kib")[1].split()[0]) / 1024
+    rows = [json.loads(line) for line in (files["out"] / "predictions.jsonl").read_text().splitlines()]
+    assert [r["exec"] for r in rows] == [False] * (len(HOSTILE) - 2) + [True, True]
+    assert "timeout" in rows[4]["error"] and "write denied" in rows[5]["error"]
+    print(f"peak {peak_mib:.0f} MiB in {seconds:.1f} s")
+    assert peak_mib < 600, f"peak {peak_mib:.0f} MiB"  # a 400 MB value or 100 x 0.9 MB rows never exist
+    assert seconds < 30  # one 2 s time limit, the rest refused at once
+    assert hashlib.sha256(files["sqlite"].read_bytes()).hexdigest() == before
+    assert not (tmp_path / "database" / "concert" / "elsewhere.sqlite").exists()
