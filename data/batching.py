@@ -1,5 +1,5 @@
-"""Batches: the tokenised training set (TrainData), which examples go together (batch_order) and how
-they become tensors (collate)."""
+"""Batches: the tokenised training set (TrainData), which examples go together (batch_order), how
+they become tensors (collate), and packing several examples into one row (pack_examples)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ class TrainData:
     input_ids: list[list[int]]
     labels: list[list[int]]
     pad_token_id: int
+    position_ids: list[list[int]] | None = None  # packed rows only: positions restart at each example
 
     @property
     def lengths(self) -> list[int]:
@@ -30,8 +31,9 @@ class TrainData:
         return sum(1 for t in self.labels[i][1:] if t != IGNORE_INDEX)
 
     def micro_batch(self, indices: list[int], device: torch.device) -> dict[str, torch.Tensor]:
-        batch = collate([{"input_ids": self.input_ids[i], "labels": self.labels[i]} for i in indices],
-                        pad_token_id=self.pad_token_id)
+        rows = [{"input_ids": self.input_ids[i], "labels": self.labels[i],
+                 **({"position_ids": self.position_ids[i]} if self.position_ids else {})} for i in indices]
+        batch = collate(rows, pad_token_id=self.pad_token_id)
         return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
     def fold_token_ids(self, vocab_size: int) -> "TrainData":
@@ -39,7 +41,8 @@ class TrainData:
         < 49,152) cannot embed every id. Their weights are random, so ids are folded modulo the
         vocabulary: shapes, memory and speed are those of the real model; the text is not."""
         fold = lambda ids: [i % vocab_size if i != IGNORE_INDEX else i for i in ids]  # noqa: E731
-        return TrainData([fold(x) for x in self.input_ids], [fold(y) for y in self.labels], self.pad_token_id)
+        return TrainData([fold(x) for x in self.input_ids], [fold(y) for y in self.labels], self.pad_token_id,
+                         self.position_ids)
 
 
 def collate(examples: list[dict], pad_token_id: int, pad_to_multiple_of: int | None = None) -> dict[str, torch.Tensor]:
@@ -65,7 +68,47 @@ def collate(examples: list[dict], pad_token_id: int, pad_to_multiple_of: int | N
         input_ids[row, :n] = torch.as_tensor(example["input_ids"], dtype=torch.long)
         attention_mask[row, :n] = 1
         labels[row, :n] = torch.as_tensor(example["labels"], dtype=torch.long)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    if "position_ids" not in examples[0]:
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    # Packed rows go without an attention mask: the restarting positions tell transformers where each
+    # example begins (it builds a block-diagonal causal mask from them), and right padding needs no
+    # mask under causal attention (no real token sees a later pad). The padding is its own segment.
+    position_ids = torch.arange(width).repeat(len(examples), 1)
+    for row, (example, n) in enumerate(zip(examples, lengths)):
+        position_ids[row, :n] = torch.as_tensor(example["position_ids"], dtype=torch.long)
+    return {"input_ids": input_ids, "position_ids": position_ids, "labels": labels}
+
+
+def pack_examples(data: TrainData, max_length: int, *, seed: int) -> TrainData:
+    """Concatenate examples into rows of at most `max_length` tokens (TRL's `packing`, seed 002), so a
+    batch carries almost no padding. Which examples share a row is fixed once per run: shuffled (seed),
+    then first-fit, so rows mix databases and lengths. Per row:
+      position_ids  restart at 0 at each example, which is how the model keeps the examples apart;
+      labels        each example's own, except its first position, -100: that label would be the target
+                    of the previous example's last token, a prediction across the boundary.
+    The label-token count (the loss normaliser) is that of the examples alone: an example's first
+    label never counts (TrainData.label_tokens skips position 0), packed or not."""
+    order = list(range(len(data.input_ids)))
+    random.Random(f"pack:{seed}").shuffle(order)
+    rows: list[list[int]] = []
+    free: list[int] = []  # tokens left in each row
+    for i in order:
+        n = len(data.input_ids[i])
+        if n > max_length:
+            raise ValueError(f"example {i} has {n} tokens, more than the packing length {max_length}")
+        row = next((r for r, room in enumerate(free) if room >= n), None)
+        if row is None:
+            rows.append([])
+            free.append(max_length)
+            row = len(rows) - 1
+        rows[row].append(i)
+        free[row] -= n
+    input_ids, labels, position_ids = [], [], []
+    for members in rows:
+        input_ids.append([t for i in members for t in data.input_ids[i]])
+        labels.append([IGNORE_INDEX if k == 0 else t for i in members for k, t in enumerate(data.labels[i])])
+        position_ids.append([k for i in members for k in range(len(data.input_ids[i]))])
+    return TrainData(input_ids, labels, data.pad_token_id, position_ids)
 
 
 def batch_order(

@@ -76,6 +76,9 @@ class TrainConfig:
     would teach the model to stop mid-query)."""
     group_by_length: bool = False
     """Batch examples of similar length together (less padding, less compute per step)."""
+    packing: bool = False
+    """Concatenate examples into rows of up to --max-length tokens (data/batching.py): almost no padding;
+    positions restart at each example and attention never crosses from one example into another."""
 
     # ---- optimisation -----------------------------------------------------------------------
     batch_size: int = 1
@@ -184,6 +187,8 @@ class TrainConfig:
         need(0 <= self.lora_dropout < 1, f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
         need(not self.cuda_graphs or self.lora_dropout == 0,
              "--cuda-graphs replays fixed kernels: it needs --lora-dropout 0 (nothing random in the model)")
+        need(not (self.packing and self.cuda_graphs),
+             "--packing needs position ids in the forward, which the recorded CUDA graphs do not take: drop one")
         for flag, on in (("--chunked-loss", self.chunked_loss), ("--offload-embeddings", self.offload_embeddings)):
             need(not on or (self.loss_on_labels_only and self.peft != "full"),
                  f"{flag} needs the label-only loss and a frozen LM head (--loss-on-labels-only, --peft qlora or lora)")

@@ -45,12 +45,14 @@ def compute_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], *, labe
     (an fp32 scalar). `label_only`: the LM head runs at label positions only, through `head_loss`;
     otherwise the model's own forward builds logits everywhere, as HF models do."""
     targets = batch["labels"][:, 1:]  # [B, T-1]: the token each position must predict
+    # Padded rows come with an attention mask, packed rows with restarting position ids (data/batching.py).
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if batch.get(k) is not None}
     if label_only:
         body, head = body_and_head(model)
-        hidden = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        hidden = body(**inputs).last_hidden_state
         is_label = targets != IGNORE_INDEX  # [B, T-1]
         return head_loss(head, hidden[:, :-1][is_label], targets[is_label])  # hidden: [N_labels, H]
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # [B, T, V]
+    logits = model(**inputs).logits  # [B, T, V]
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
                            ignore_index=IGNORE_INDEX, reduction="sum")
 
@@ -80,6 +82,8 @@ class CausalLMLoss(torch.nn.Module):
         super().__init__()
         self.model, self.label_only, self.head_loss = model, label_only, head_loss
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids,
+                 "labels": labels}
         return compute_loss(self.model, batch, label_only=self.label_only, head_loss=self.head_loss)

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from data.batching import TrainData
+from data.batching import TrainData, pack_examples
 from data.dummy import dummy_examples, parse_dummy_spec
 from data.synthetic import parse_synthetic_spec, synthetic_examples
 from data.tokenize import IGNORE_INDEX
@@ -129,6 +129,10 @@ def load_train_data(cfg: TrainConfig, model: torch.nn.Module, say: Say = print) 
     say(f"data {cfg.data} [{cfg.split}]: {len(lengths)} examples, {num_dropped} dropped (longer than "
         f"--max-length {cfg.max_length}); tokens per example mean {sum(lengths) / len(lengths):.0f}, max "
         f"{max(lengths)}; label tokens mean {label_tokens / len(lengths):.1f}")
+    if cfg.packing:  # from here on an "example" is a packed row
+        data = pack_examples(data, cfg.max_length, seed=cfg.seed)
+        say(f"packing: {len(lengths)} examples in {len(data.input_ids)} rows of up to {cfg.max_length} tokens, "
+            f"{sum(lengths) / (len(data.input_ids) * cfg.max_length):.1%} filled")
     return data, tokenizer
 
 
