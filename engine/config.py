@@ -33,7 +33,7 @@ class ConfigError(ValueError):
 # memory switches (each keeps the loss of the plain loop). Everything else defines what is trained.
 RESUME_MAY_CHANGE = {"max_steps", "epochs", "log_every", "save_every", "dist_timeout", "memory_snapshot", "eval",
                      "eval_split", "eval_limit", "fused_lora", "compile_layers", "cuda_graphs", "chunked_loss",
-                     "offload_embeddings", "expandable_segments", "cublas_workspace_mib", "out", "resume"}
+                     "offload_embeddings", "offload_activations", "mlp_chunk", "expandable_segments", "cublas_workspace_mib", "out", "resume"}
 
 
 @dataclass
@@ -135,6 +135,14 @@ class TrainConfig:
     offload_embeddings: bool = False
     """CUDA only: keep the frozen embedding and LM head in pinned host memory while training (engine/features/offload.py):
     input rows are gathered on the host, the LM head streams its weight in chunks (implies --chunked-loss)."""
+    mlp_chunk: int = 0
+    """Run each decoder layer's MLP over slices of this many positions, each slice checkpointed
+    (engine/features/chunked_mlp.py): at long sequences the MLP's [tokens, intermediate] tensors bound the
+    peak; sliced, one slice's are alive at a time, for one more MLP forward per step. 0: off."""
+    offload_activations: bool = False
+    """CUDA only: keep the activations saved for backward (with --ckpt: each decoder layer's input) in pinned host
+    memory, copied on side streams that overlap compute and brought back one layer ahead of backward
+    (engine/features/offload_activations.py): long sequences then hold about one layer's activations on the GPU."""
     expandable_segments: bool = False
     """CUDA only: PyTorch's allocator grows one mapped segment instead of caching fixed blocks
     (PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True), so changing shapes fragment less: reserved stays
@@ -187,11 +195,14 @@ class TrainConfig:
         need(0 <= self.lora_dropout < 1, f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
         need(not self.cuda_graphs or self.lora_dropout == 0,
              "--cuda-graphs replays fixed kernels: it needs --lora-dropout 0 (nothing random in the model)")
+        need(not (self.offload_activations and self.cuda_graphs),
+             "--offload-activations runs in autograd's saved-tensor hooks, which CUDA graph replays do not call: drop one")
         need(not (self.packing and self.cuda_graphs),
              "--packing needs position ids in the forward, which the recorded CUDA graphs do not take: drop one")
         for flag, on in (("--chunked-loss", self.chunked_loss), ("--offload-embeddings", self.offload_embeddings)):
             need(not on or (self.loss_on_labels_only and self.peft != "full"),
                  f"{flag} needs the label-only loss and a frozen LM head (--loss-on-labels-only, --peft qlora or lora)")
+        need(self.mlp_chunk >= 0, f"--mlp-chunk must be >= 0, got {self.mlp_chunk}")
         need(self.cublas_workspace_mib is None or self.cublas_workspace_mib >= 1,
              f"--cublas-workspace-mib must be >= 1, got {self.cublas_workspace_mib}")
         need(not (self.memory_snapshot and self.cuda_graphs),

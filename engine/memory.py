@@ -43,7 +43,7 @@ import torch
 from models.report import parameter_bytes
 
 MEMORY_KEYS = ("params_4bit", "params_frozen", "params_trainable", "params_host", "grads", "optimizer",
-               "optimizer_paged", "activations", "allocated", "peak_allocated", "reserved",
+               "optimizer_paged", "activations", "activations_host", "allocated", "peak_allocated", "reserved",
                "cublas_workspace", "unexplained", "device_used")
 SNAPSHOT_STEPS = 3  # optimizer steps recorded by --memory-snapshot: step 1 allocates the optimizer state
 
@@ -99,32 +99,44 @@ class ActivationCounter:
                 tensors += [t for t in _quant_state_tensors(state)]
         self.excluded = {storage_key(t) for t in tensors if t.device.type != "meta"}
         self._seen: dict[tuple[str, int], int] = {}
+        self._host: dict[tuple[str, int], int] = {}
         self.peak = 0  # max over the micro-batches counted since the last reset
         self.last = 0  # the last counted micro-batch
+        self.peak_host = 0  # the same for what an offload moved to host memory
+        # --offload-activations plugs an ActivationOffload in here (engine/features/offload_activations.py)
+        self.offload = None
 
-    def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
-        if tensor.device.type != "meta":
-            key = storage_key(tensor)
-            if key not in self.excluded:
-                self._seen[key] = tensor.untyped_storage().nbytes()
+    def _pack(self, tensor: torch.Tensor):
+        if tensor.device.type == "meta" or (key := storage_key(tensor)) in self.excluded:
+            return tensor
+        if self.offload is not None and self.offload.wants(tensor):
+            self._host[key] = tensor.untyped_storage().nbytes()
+            return self.offload.pack(tensor)
+        self._seen[key] = tensor.untyped_storage().nbytes()
         return tensor
+
+    def _unpack(self, packed) -> torch.Tensor:
+        return packed if isinstance(packed, torch.Tensor) else self.offload.unpack(packed)
 
     @contextmanager
     def count(self) -> Iterator[None]:
         """Wrap one micro-batch's forward (and loss): everything saved inside is counted."""
-        self._seen = {}
-        with torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t):
+        self._seen, self._host = {}, {}
+        if self.offload is not None:
+            self.offload.begin()
+        with torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack):
             yield
         self.last = sum(self._seen.values())
         self.peak = max(self.peak, self.last)
-        self._seen = {}
+        self.peak_host = max(self.peak_host, sum(self._host.values()))
+        self._seen, self._host = {}, {}
 
     def note(self, nbytes: int) -> None:
         """A micro-batch measured earlier ran again (a CUDA graph replay runs no hooks)."""
         self.peak = max(self.peak, nbytes)
 
     def reset(self) -> None:
-        self.peak = 0
+        self.peak = self.peak_host = 0
 
 
 def _quant_state_tensors(state) -> list[torch.Tensor]:
@@ -169,6 +181,7 @@ class MemoryTracker:
             "optimizer": optimizer_total,
             "optimizer_paged": optimizer_paged,
             "activations": self.activations.peak,
+            "activations_host": self.activations.peak_host,
             "allocated": None,
             "peak_allocated": None,
             "reserved": None,

@@ -20,6 +20,7 @@ from engine.config import TrainConfig
 from engine.distributed import Distributed
 from engine.features.chunked_loss import chunked_head_loss
 from engine.features.cuda_graphs import GraphedMicroSteps
+from engine.features.offload_activations import ActivationOffload
 from engine.loss import CausalLMLoss, plain_head_loss
 from engine.memory import ActivationCounter
 
@@ -87,4 +88,7 @@ def prepare_micro_step(cfg: TrainConfig, model: torch.nn.Module, data: TrainData
             f"{graphed.lengths[0]}) in {seconds:.1f} s")
         return graphed
     module = dist.prepare(CausalLMLoss(model, label_only=cfg.loss_on_labels_only, head_loss=head_loss), device)
-    return EagerStep(module, data, device, ActivationCounter(model))
+    activations = ActivationCounter(model)
+    if cfg.offload_activations:  # the counter's saved-tensor hooks move what autograd keeps to the host
+        activations.offload = ActivationOffload(device)
+    return EagerStep(module, data, device, activations)

@@ -17,6 +17,7 @@ import torch
 
 from engine.config import ConfigError, TrainConfig
 from engine.distributed import Distributed
+from engine.features.chunked_mlp import chunked_mlp_layers
 from engine.features.compile import compiled_decoder_layers
 from engine.features.cuda_memory import set_cublas_workspace, use_expandable_segments
 from engine.features.fused_lora import fused_lora_layers
@@ -25,6 +26,7 @@ from engine.memory import format_bytes
 
 CUDA_ONLY = {"cuda_graphs": "--cuda-graphs needs a CUDA device: it records CUDA graphs",
              "offload_embeddings": "--offload-embeddings is about CUDA memory: it needs a CUDA device",
+             "offload_activations": "--offload-activations is about CUDA memory: it needs a CUDA device",
              "expandable_segments": "--expandable-segments is about CUDA memory: it needs a CUDA device",
              "cublas_workspace_mib": "--cublas-workspace-mib is about CUDA memory: it needs a CUDA device",
              "memory_snapshot": "--memory-snapshot records the CUDA allocator: it needs a CUDA device"}
@@ -52,13 +54,16 @@ def apply_cuda_memory_settings(cfg: TrainConfig) -> None:
 @contextmanager
 def training_switches(cfg: TrainConfig, model: torch.nn.Module, device: torch.device,
                       say: Callable[[str], None] = print) -> Iterator[None]:
-    """--fused-lora, --compile-layers and --offload-embeddings applied to `model` inside the block,
+    """--fused-lora, --compile-layers, --mlp-chunk and --offload-embeddings applied to `model` inside the block,
     undone after it."""
     with ExitStack() as stack:
         if cfg.fused_lora:
             say(f"fused LoRA: {stack.enter_context(fused_lora_layers(model))} layers run as one autograd node each")
         if cfg.compile_layers:
             stack.enter_context(compiled_decoder_layers(model))
+        if cfg.mlp_chunk:
+            layers = stack.enter_context(chunked_mlp_layers(model, cfg.mlp_chunk))
+            say(f"MLP of {layers} layers over slices of {cfg.mlp_chunk} positions, each checkpointed")
         if cfg.offload_embeddings:
             freed = stack.enter_context(embeddings_on_host(model, device))
             say(f"embeddings and LM head in pinned host memory: {format_bytes(freed)} of device memory freed")

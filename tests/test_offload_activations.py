@@ -1,0 +1,78 @@
+"""--offload-activations: what autograd saves goes to host memory and comes back unchanged, so the
+loss and every gradient equal the plain step's; the memory record moves those bytes from
+`activations` to `activations_host`."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from data.batching import TrainData
+from engine.config import ConfigError, TrainConfig
+from engine.features.offload_activations import ActivationOffload
+from engine.loss import CausalLMLoss
+from engine.memory import ActivationCounter
+from engine.step import enable_gradient_checkpointing, training_step
+from test_engine import perturb_lora_b, tiny_model
+from test_packing import labelled_data
+
+
+def _step(device: torch.device, *, offload: bool, ckpt: bool, min_bytes: int = 0, peft: str = "qlora"):
+    torch.manual_seed(0)
+    model = tiny_model(peft=peft) if device.type == "cpu" else _on(device, peft)
+    perturb_lora_b(model)
+    if ckpt:
+        enable_gradient_checkpointing(model, TrainConfig(ckpt=True))
+    model.train()
+    counter = ActivationCounter(model)
+    if offload:
+        counter.offload = ActivationOffload(device, min_bytes=min_bytes)
+    data = labelled_data(n=4, every_position=True)
+    batch = data.micro_batch([0, 1, 2, 3], device)
+    loss = training_step(CausalLMLoss(model, label_only=True), batch, 1.0, counter)
+    grads = {n: p.grad.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+    return loss.cpu(), grads, counter, model, batch
+
+
+def _on(device, peft):
+    from models.load import load_model
+
+    return load_model("arch:tiny", peft=peft, compute_dtype=torch.float32, device=device, seed=0)
+
+
+@pytest.mark.parametrize("ckpt", [True, False])
+def test_offloaded_step_has_the_plain_steps_loss_and_gradients(ckpt):
+    cpu = torch.device("cpu")
+    loss, grads, plain, model, batch = _step(cpu, offload=False, ckpt=ckpt)
+    loss_off, grads_off, counted, _, _ = _step(cpu, offload=True, ckpt=ckpt)
+    assert torch.equal(loss_off, loss)
+    for name, grad in grads.items():
+        assert torch.equal(grads_off[name], grad), name
+    assert plain.peak_host == 0 and counted.peak_host > 0
+    # what left the device is what the plain step kept there, less the views and non-contiguous
+    # tensors that stay (they would free nothing)
+    assert counted.peak + counted.peak_host >= plain.peak * 0.9
+    assert counted.peak < plain.peak
+    if ckpt:  # checkpointing keeps each layer's input [B, T, H]: all of them on the host now
+        layers, hidden = model.config.num_hidden_layers, model.config.hidden_size
+        rows, width = batch["input_ids"].shape
+        assert counted.peak_host >= layers * rows * width * hidden * 4
+
+
+def test_small_tensors_stay_and_the_flag_is_refused_where_it_cannot_run():
+    _, _, counted, _, _ = _step(torch.device("cpu"), offload=True, ckpt=True, min_bytes=1 << 40)
+    assert counted.peak_host == 0 and counted.peak > 0
+    with pytest.raises(ConfigError, match="saved-tensor hooks"):
+        TrainConfig(offload_activations=True, cuda_graphs=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_offloaded_step_on_cuda_streams_equals_the_plain_step():
+    cuda = torch.device("cuda")
+    loss, grads, plain, _, _ = _step(cuda, offload=False, ckpt=True)
+    loss_off, grads_off, counted, _, _ = _step(cuda, offload=True, ckpt=True)
+    assert torch.equal(loss_off, loss)
+    for name, grad in grads.items():
+        assert torch.equal(grads_off[name], grad), name
+    assert counted.peak_host > 0 and counted.peak < plain.peak
