@@ -99,7 +99,6 @@ class ActivationCounter:
                 tensors += [t for t in _quant_state_tensors(state)]
         self.excluded = {storage_key(t) for t in tensors if t.device.type != "meta"}
         self._seen: dict[tuple[str, int], int] = {}
-        self._host: dict[tuple[str, int], int] = {}
         self.peak = 0  # max over the micro-batches counted since the last reset
         self.last = 0  # the last counted micro-batch
         self.peak_host = 0  # the same for what an offload moved to host memory
@@ -110,8 +109,7 @@ class ActivationCounter:
         if tensor.device.type == "meta" or (key := storage_key(tensor)) in self.excluded:
             return tensor
         if self.offload is not None and self.offload.wants(tensor):
-            self._host[key] = tensor.untyped_storage().nbytes()
-            return self.offload.pack(tensor)
+            return self.offload.pack(tensor)  # counted by the offload: a freed device address is reused
         self._seen[key] = tensor.untyped_storage().nbytes()
         return tensor
 
@@ -121,15 +119,15 @@ class ActivationCounter:
     @contextmanager
     def count(self) -> Iterator[None]:
         """Wrap one micro-batch's forward (and loss): everything saved inside is counted."""
-        self._seen, self._host = {}, {}
+        self._seen = {}
         if self.offload is not None:
             self.offload.begin()
         with torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack):
             yield
         self.last = sum(self._seen.values())
         self.peak = max(self.peak, self.last)
-        self.peak_host = max(self.peak_host, sum(self._host.values()))
-        self._seen, self._host = {}, {}
+        self.peak_host = max(self.peak_host, self.offload.host_bytes if self.offload is not None else 0)
+        self._seen = {}
 
     def note(self, nbytes: int) -> None:
         """A micro-batch measured earlier ran again (a CUDA graph replay runs no hooks)."""

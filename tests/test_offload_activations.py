@@ -53,9 +53,10 @@ def test_offloaded_step_has_the_plain_steps_loss_and_gradients(ckpt):
     # tensors that stay (they would free nothing)
     assert counted.peak + counted.peak_host >= plain.peak * 0.9
     assert counted.peak < plain.peak
-    if ckpt:  # checkpointing keeps each layer's input [B, T, H]: all of them on the host now
+    if ckpt:  # checkpointing keeps each layer's input [B, T, H] and the loss's tensors: all on the host now
         layers, hidden = model.config.num_hidden_layers, model.config.hidden_size
         rows, width = batch["input_ids"].shape
+        assert counted.peak == 0 and counted.peak_host == plain.peak
         assert counted.peak_host >= layers * rows * width * hidden * 4
 
 

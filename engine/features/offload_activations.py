@@ -55,6 +55,7 @@ class ActivationOffload:
     def begin(self) -> None:
         """A new micro-batch: what was saved before belongs to a graph that backward has freed."""
         self.saved: list[weakref.ref] = []  # pack order: the next one unpacked is the previous one packed
+        self.host_bytes = 0  # what this micro-batch moved to the host
         self.by_storage: dict[tuple[int, int], tuple[weakref.ref, Offloaded]] = {}
 
     def wants(self, tensor: torch.Tensor) -> bool:
@@ -78,6 +79,7 @@ class ActivationOffload:
         else:
             host, copied = tensor.detach().clone(), None
         entry = Offloaded(host, copied, len(self.saved))
+        self.host_bytes += host.numel() * host.element_size()
         self.saved.append(weakref.ref(entry))
         self.by_storage[key] = (weakref.ref(tensor), entry)
         return entry
