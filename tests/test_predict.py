@@ -247,3 +247,33 @@ def test_a_run_directory_is_not_a_model_directory(tmp_path, capsys):
     (tmp_path / "metrics.jsonl").unlink()
     assert main(["--model", str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith(f"error: --model '{tmp_path}': not a model directory (")
+
+
+def test_the_long_sequence_switches_move_memory_where_the_engine_puts_it():
+    """Each switch changes the terms it should: offloading moves activations (and embeddings) to the host
+    byte for byte, the sliced MLP and the chunked loss lower the peak; --max-context finds the boundary."""
+    from engine.tools.predict import longest_sequence_that_fits, predict_for_spec
+
+    common = dict(peft="qlora", batch_size=1, seq_len=8192, ckpt=True, compute_dtype="bf16")
+    plain = predict_for_spec("arch:llama-3.2-1b", **common)
+    chunked = predict_for_spec("arch:llama-3.2-1b", chunked_loss=True, **common)
+    offloaded = predict_for_spec("arch:llama-3.2-1b", chunked_loss=True, offload_activations=True, **common)
+    sliced = predict_for_spec("arch:llama-3.2-1b", chunked_loss=True, offload_activations=True, mlp_chunk=1024,
+                              **common)
+    embeddings = predict_for_spec("arch:llama-3.2-1b", offload_embeddings=True, **common)
+    assert chunked["peak_allocated"] < plain["peak_allocated"]
+    assert offloaded["activations"] == 0 and offloaded["activations_host"] == chunked["activations"]
+    assert offloaded["peak_allocated"] < chunked["peak_allocated"]
+    assert sliced["peak_allocated"] < offloaded["peak_allocated"]
+    vocab, hidden = 128_256, 2048  # the tied bf16 embedding leaves the device
+    assert embeddings["params_host"] == vocab * hidden * 2
+    assert plain["params_frozen"] - embeddings["params_frozen"] == vocab * hidden * 2
+    from engine.tools.predict import model_config_for_spec, predict_memory
+
+    config = model_config_for_spec("arch:llama-3.2-1b")
+    budget = 24 * 2**30
+    longest = longest_sequence_that_fits(config, budget, peft="qlora", ckpt=True, chunked_loss=True)
+    assert longest % 1024 == 0 and longest > 8192
+    at = lambda t: predict_memory(config, peft="qlora", ckpt=True, chunked_loss=True, batch_size=1,  # noqa: E731
+                                  seq_len=t)["peak_allocated"]
+    assert at(longest) <= budget < at(longest + 1024)

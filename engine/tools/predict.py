@@ -199,7 +199,9 @@ class _Replay:
     r: int
     dropout: bool
     on_cpu: bool                 # a few kernels keep different tensors on the CPU (see below)
+    fused_lora: bool = False     # --fused-lora: the layer input itself, no fp32 copy (engine/features/fused_lora.py)
     saved: dict[int, _Tensor] = field(default_factory=dict)  # by id; holding the object keeps ids unique
+    mlp: int = 0                 # bytes per token the last layer's MLP saved (what --mlp-chunk slices)
 
     def new(self, nbytes: int, grad: bool) -> _Tensor:
         return _Tensor(nbytes, grad)
@@ -221,7 +223,7 @@ class _Replay:
                 self.keep(self.new(4 * in_f, True))  # needs a gradient: bool on CUDA (fused kernel),
                 if x.grad:                           # an fp32 scaled noise tensor on the CPU
                     self.keep(self.new((4 if self.on_cpu else 1) * in_f, False))
-            elif self.E == 4:
+            elif self.E == 4 or self.fused_lora:
                 self.keep(x)  # lora_A keeps the layer input itself
             else:
                 self.keep(self.new(4 * in_f, True))  # x.to(fp32) for the fp32 adapter: one copy per layer
@@ -314,12 +316,14 @@ def _llama_layer(f: _Replay, x: _Tensor, d: _Dims, padded: bool) -> _Tensor:
     o = f.linear(attn, "o_proj", q_w, h)  # else the output is (B, T, heads, d) in memory: no copy
     x = f.new(f.E * h, x.grad or o.grad)  # residual
     y = f.rms_norm(x, h)
+    before = f.total
     if d.family == "phi3":
         gate = up = f.linear(y, "gate_up_proj", h, 2 * d.intermediate)
     else:
         gate, up = f.linear(y, "gate_proj", h, d.intermediate), f.linear(y, "up_proj", h, d.intermediate)
     m = f.mul(f.pointwise(gate, d.intermediate), up, d.intermediate)
     down = f.linear(m, "down_proj", d.intermediate, h)
+    f.mlp = f.total - before  # y itself was saved before (norm weight, q/k/v) or is kept as the slices' input
     return f.new(f.E * h, x.grad or down.grad)
 
 
@@ -344,18 +348,22 @@ class ActivationPrediction:
     one_layer: int  # bytes one layer saves without checkpointing (recomputed once in backward with ckpt)
     loss_tokens: int
     loss_saved: int  # bytes saved by the loss (log-probs, targets), freed when its backward has run
+    loss_transient: int = 0  # the loss backward's temporaries (fp32 gradients of log-probs and logits, or a chunk's)
+    layer_input: int = 0  # one layer's input [B, T, H]: what --offload-activations brings back per layer
 
 
 def predict_activations(d: _Dims, *, E: int, full: bool, targets: list[str], lora_r: int, lora_dropout: float,
                         batch_size: int, seq_len: int, ckpt: bool, label_only_loss: bool,
-                        label_tokens: int | None, padded: bool = False, device: str = "cuda") -> ActivationPrediction:
+                        label_tokens: int | None, padded: bool = False, device: str = "cuda",
+                        fused_lora: bool = False, chunked_loss: bool = False,
+                        mlp_chunk: int = 0) -> ActivationPrediction:
     tokens = batch_size * seq_len
     loss_rows = batch_size * (seq_len - 1)  # position t predicts t+1: the last position predicts nothing
     n_labels = loss_rows if label_tokens is None else label_tokens
     if not 0 <= n_labels <= loss_rows:
         raise ValueError(f"label_tokens must be between 0 and batch_size x (seq_len - 1) = {loss_rows}, got {n_labels}")
     f = _Replay(E=E, full=full, targets=frozenset(targets), r=lora_r, dropout=lora_dropout > 0,
-                on_cpu=torch.device(device).type == "cpu")
+                on_cpu=torch.device(device).type == "cpu", fused_lora=fused_lora)
     layer = _layer(d)
 
     # Layers, per token. Layer 0's input is the embedding output: tracked only if the embedding trains.
@@ -366,12 +374,16 @@ def predict_activations(d: _Dims, *, E: int, full: bool, targets: list[str], lor
         x = layer(f, x, d, padded)
         if index > 0:  # layer 0 may save less (untracked input)
             one_layer = max(one_layer, f.total - before)
+    # --mlp-chunk: the MLP keeps its tensors for one slice of the sequence at a time (its slices' inputs
+    # are views of the norm output, saved anyway): the rest of the sequence's MLP bytes never coexist.
+    sliced = mlp_chunk and seq_len > mlp_chunk and d.family != "gpt_neox"
+    mlp_rest = f.mlp * (seq_len - mlp_chunk) * batch_size if sliced else 0
     # With checkpointing each layer keeps only its input; the full set exists for one layer at a time.
     per_token = d.layers * E * d.hidden if ckpt else f.total
     rope = 0 if ckpt else 2 * seq_len * d.rotary_dim * E  # cos and sin [1, T, rotary_dim], shared by layers
     # A padding mask reaches SDPA as [B, 1, T, T]; each layer's attention keeps its own float copy.
     mask = d.layers * batch_size * seq_len**2 * E if padded and not ckpt else 0
-    layers_total = per_token * tokens + rope + mask
+    layers_total = per_token * tokens + rope + mask - (0 if ckpt else d.layers * mlp_rest)
 
     # Final norm and loss (engine/loss.py).
     f.saved.clear()
@@ -389,8 +401,20 @@ def predict_activations(d: _Dims, *, E: int, full: bool, targets: list[str], lor
         if full:
             tail += tokens * d.hidden * E  # the final norm output, input of the trainable head
         rows = loss_rows
-    loss_saved = rows * d.vocab * 4 + rows * 8 + 4 if rows else 0  # fp32 log-probs, int64 targets, total weight
-    return ActivationPrediction(layers_total + tail + loss_saved, one_layer * tokens, rows, loss_saved)
+    if chunked_loss and label_only_loss and not full:
+        # engine/features/chunked_loss.py keeps the gathered hidden [K, H], int64 ids, a bool mask and the
+        # fp32 log-sum-exp; its backward holds one chunk's logits (bf16 and fp32), their fp32 gradient and
+        # its cast, and the fp32 gradient of the hidden rows.
+        from engine.features.chunked_loss import CHUNK_ROWS
+
+        chunk = min(CHUNK_ROWS, d.vocab)
+        loss_saved = rows * (d.hidden * E + 8 + 1 + 4)
+        transient = rows * (chunk * (2 * E + 8) + d.hidden * (4 + E))
+    else:
+        loss_saved = rows * d.vocab * 4 + rows * 8 + 4 if rows else 0  # fp32 log-probs, int64 targets, total weight
+        transient = 8 * rows * d.vocab  # fp32 gradients of the log-probs and the logits
+    return ActivationPrediction(layers_total + tail + loss_saved, one_layer * tokens - mlp_rest, rows, loss_saved,
+                                transient, E * d.hidden * tokens)
 
 
 # ---- the whole step ----------------------------------------------------------------------------
@@ -400,10 +424,14 @@ def predict_memory(model_config: transformers.PretrainedConfig, *, peft: str = "
                    target_modules: list[str] | None = None, optim: str = "paged_adamw_8bit", batch_size: int = 4,
                    seq_len: int = 512, ckpt: bool = False, label_only_loss: bool = True,
                    label_tokens: int | None = None, lora_dropout: float = 0.0, accum: int = 1,
-                   device: str = "cuda", padded: bool = False) -> dict:
+                   device: str = "cuda", padded: bool = False, packing: bool = False, fused_lora: bool = False,
+                   chunked_loss: bool = False, mlp_chunk: int = 0, offload_activations: bool = False,
+                   offload_embeddings: bool = False, cublas_workspace_mib: int | None = None) -> dict:
     """Predicted bytes per component (the keys of the engine's `mem` record) + `peak_allocated` and its
     `peak_terms`. `label_tokens`: loss positions per micro-batch (default: all, B x (T-1)); `device`
-    decides how paged optimizers resolve ("cpu": unpaged, like the engine); `padded`: batches with padding."""
+    decides how paged optimizers resolve ("cpu": unpaged, like the engine); `padded`: batches with padding
+    (packed rows too: their block-diagonal mask reaches attention like a padding mask). The switches are
+    train.py's of the same names."""
     if peft not in PEFT_MODES:
         raise ValueError(f"peft must be one of {', '.join(PEFT_MODES)}, got {peft!r}")
     if quant not in QUANT_TYPES:
@@ -417,16 +445,27 @@ def predict_memory(model_config: transformers.PretrainedConfig, *, peft: str = "
     model = meta_model(model_config, dtype)
     targets = resolve_targets(model, target_modules) if peft != "full" else []
     params = predict_parameters(model, peft=peft, double_quant=double_quant, lora_r=lora_r, targets=targets)
+    params.bytes["params_host"] = 0
+    if offload_embeddings:  # engine/features/offload.py: the frozen embedding and untied head leave the device
+        embedding, head = model.get_input_embeddings().weight, model.get_output_embeddings()
+        moved = embedding.numel() * E + (head.weight.numel() * E if head is not None and head.weight is not embedding else 0)
+        params.bytes["params_frozen"] -= moved
+        params.bytes["params_host"] = moved
+        chunked_loss = True  # the streamed head is the chunked loss's
     optim_name = resolve_optimizer(optim, device)
     optimizer, paged, optimizer_on_cpu = predict_optimizer(params.trainable, optim_name)
     grads = params.bytes["params_trainable"]
     acts = predict_activations(dims, E=E, full=peft == "full", targets=targets, lora_r=lora_r,
                                lora_dropout=lora_dropout, batch_size=batch_size, seq_len=seq_len, ckpt=ckpt,
-                               label_only_loss=label_only_loss, label_tokens=label_tokens, padded=padded,
-                               device=device)
+                               label_only_loss=label_only_loss, label_tokens=label_tokens, padded=padded or packing,
+                               device=device, fused_lora=fused_lora, chunked_loss=chunked_loss, mlp_chunk=mlp_chunk)
+    # --offload-activations: every saved tensor goes to the host; backward brings back the loss's, then one
+    # layer input at a time with the next one already on its way.
+    on_device = 0 if offload_activations else acts.total
+    host = acts.total if offload_activations else 0
 
     tokens = batch_size * seq_len
-    weights = sum(params.bytes.values())
+    weights = sum(v for k, v in params.bytes.items() if k != "params_host")
     state = optimizer - paged - optimizer_on_cpu
     # Gradients exist from the first backward on when micro-batches accumulate; with one micro-batch
     # they are created during the backward (set_to_none), tiny for LoRA, large for full fine-tuning.
@@ -438,12 +477,14 @@ def predict_memory(model_config: transformers.PretrainedConfig, *, peft: str = "
         "gradients": 0 if full_single else grads,
     }
     # Backward, phase 1 (loss): every saved tensor + fp32 gradients of the log-probs and logits.
-    loss_phase = {"activations": acts.total, "loss gradients": 8 * acts.loss_tokens * dims.vocab}
+    loss_phase = {"activations": acts.loss_saved if offload_activations else acts.total,
+                  "loss gradients": acts.loss_transient}
     # Phase 2 (layers): the loss buffers are gone; one layer's backward temporaries, its recomputed
     # activations with ckpt, a dequantised 4-bit weight; full fine-tuning has the head's gradient by now.
     layer_phase = {
-        "activations": acts.total - acts.loss_saved,
-        "layer backward": tokens * (3 * dims.intermediate + 2 * dims.hidden) * E,
+        "activations": 2 * acts.layer_input if offload_activations else acts.total - acts.loss_saved,
+        "layer backward": (min(tokens, batch_size * (mlp_chunk or seq_len)) * 3 * dims.intermediate
+                           + tokens * 2 * dims.hidden) * E,
         "recomputed layer (ckpt)": acts.one_layer if ckpt else 0,
         "dequantised 4-bit weight": params.largest_4bit * E,
         "head and embedding gradients": params.outside_layers_trainable if full_single else 0,
@@ -454,10 +495,10 @@ def predict_memory(model_config: transformers.PretrainedConfig, *, peft: str = "
     worst = max(phases, key=lambda terms: sum(terms.values()))
     terms = dict(base, **{k: v + (base.get(k) or 0) for k, v in worst.items()})
     if torch.device(device).type == "cuda":
-        terms["cuBLAS workspaces"] = CUBLAS_WORKSPACES
+        terms["cuBLAS workspaces"] = CUBLAS_WORKSPACES if cublas_workspace_mib is None else 2 * cublas_workspace_mib << 20
     out = dict(params.bytes)
-    out.update(grads=grads, optimizer=optimizer, optimizer_paged=paged, activations=acts.total,
-               peak_allocated=sum(terms.values()), peak_terms=terms)
+    out.update(grads=grads, optimizer=optimizer, optimizer_paged=paged, activations=on_device,
+               activations_host=host, peak_allocated=sum(terms.values()), peak_terms=terms)
     return out
 
 
@@ -489,6 +530,25 @@ def model_config_for_spec(spec: str) -> transformers.PretrainedConfig:
 def predict_for_spec(spec: str, **kwargs) -> dict:
     """predict_memory for a --model spec (see model_config_for_spec); kwargs as predict_memory."""
     return predict_memory(model_config_for_spec(spec), **kwargs)
+
+
+def longest_sequence_that_fits(model_config, budget: int, limit: int = 1 << 24, **kwargs) -> int:
+    """Longest sequence (batch 1, every position a label unless `label_tokens` says otherwise) whose
+    predicted peak_allocated fits `budget` bytes, to 1,024 tokens (0: not even 1,024)."""
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("seq_len", "batch_size", "label_tokens")}
+    fits = lambda t: predict_memory(model_config, batch_size=1, seq_len=t, **kwargs)["peak_allocated"] <= budget  # noqa: E731
+    step = 1024
+    if not fits(step):
+        return 0
+    low, high = step, 2 * step
+    while high <= limit and fits(high):
+        low, high = high, high * 2
+    if high > limit:
+        return low
+    while high - low > step:
+        mid = (low + high) // 2 // step * step
+        low, high = (mid, high) if fits(mid) else (low, mid)
+    return low
 
 
 def largest_batch_that_fits(model_config, budget: int, limit: int = 1 << 16, **kwargs) -> int:
@@ -528,6 +588,7 @@ def gib(n: int | None) -> str:
 
 def format_prediction(pred: dict) -> str:
     rows = [(k, pred[k]) for k in MEMORY_COMPONENTS] + [("peak_allocated", pred["peak_allocated"])]
+    rows += [(k, pred[k]) for k in ("params_host", "activations_host") if pred.get(k)]  # host memory
     lines = [f"{'component':<28}{'GiB':>10}{'bytes':>18}"]
     lines += [f"{name:<28}{gib(value):>10}{value:>18,}" for name, value in rows]
     lines.append("peak_allocated = " + " + ".join(f"{k} {gib(v)}" for k, v in pred["peak_terms"].items() if v))
@@ -553,6 +614,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-tokens", type=int, default=None, help="loss positions per micro-batch (default: all)")
     p.add_argument("--device", default="cuda", help="cuda (default) or cpu: how paged optimizers resolve")
     p.add_argument("--budget", default=None, help="GPU memory to fit in, e.g. 24GiB")
+    p.add_argument("--max-context", action="store_true",
+                   help="with --budget: print the longest sequence (batch 1) that fits, for these switches")
+    p.add_argument("--packing", action="store_true", help="packed rows (their attention mask counts like padding)")
+    p.add_argument("--fused-lora", action="store_true", help="train.py's --fused-lora")
+    p.add_argument("--chunked-loss", action="store_true", help="train.py's --chunked-loss")
+    p.add_argument("--mlp-chunk", type=int, default=0, help="train.py's --mlp-chunk TOKENS (default: 0, off)")
+    p.add_argument("--offload-activations", action="store_true", help="train.py's --offload-activations")
+    p.add_argument("--offload-embeddings", action="store_true", help="train.py's --offload-embeddings")
+    p.add_argument("--cublas-workspace-mib", type=int, default=None, help="train.py's --cublas-workspace-mib")
     return p
 
 
@@ -575,7 +645,14 @@ def predict_command(args: argparse.Namespace) -> int:
     kwargs = dict(peft=args.peft, quant=args.quant, double_quant=args.double_quant, compute_dtype=args.compute_dtype,
                   lora_r=args.lora_r, target_modules=args.target_modules, optim=args.optim, seq_len=args.seq_len,
                   ckpt=args.ckpt, label_only_loss=args.loss_on_labels_only, label_tokens=args.label_tokens,
-                  lora_dropout=args.lora_dropout, accum=args.accum, device=args.device)
+                  lora_dropout=args.lora_dropout, accum=args.accum, device=args.device, packing=args.packing,
+                  fused_lora=args.fused_lora, chunked_loss=args.chunked_loss, mlp_chunk=args.mlp_chunk,
+                  offload_activations=args.offload_activations, offload_embeddings=args.offload_embeddings,
+                  cublas_workspace_mib=args.cublas_workspace_mib)
+    if args.max_context and budget is None:
+        raise ValueError("--max-context needs --budget (e.g. --budget 80GiB)")
+    if args.mlp_chunk < 0:
+        raise ValueError(f"--mlp-chunk must be >= 0, got {args.mlp_chunk}")
     config = model_config_for_spec(args.model)
     pred = predict_memory(config, batch_size=args.batch_size, **kwargs)
     print(f"{args.model} | {args.peft} | {args.compute_dtype} | batch {args.batch_size} x seq {args.seq_len} | "
@@ -587,6 +664,15 @@ def predict_command(args: argparse.Namespace) -> int:
         print(f"{verdict} in {args.budget} = {gib(budget)} GiB (predicted peak {gib(pred['peak_allocated'])} GiB; "
               f"the CUDA context and allocator fragmentation come on top)")
         print(f"largest batch size that fits: {largest}" if largest else "no batch size fits")
+    if args.max_context:
+        longest = longest_sequence_that_fits(config, budget, **kwargs)
+        if not longest:
+            print(f"not even 1,024 tokens fit in {args.budget}")
+        else:
+            at = predict_memory(config, **{**kwargs, "batch_size": 1, "seq_len": longest, "label_tokens": None})
+            host = at["activations_host"] + at["params_host"]
+            print(f"longest sequence that fits in {args.budget} at batch 1: {longest:,} tokens"
+                  + (f" (with {gib(host)} GiB of pinned host memory)" if host else ""))
     return 0
 
 
