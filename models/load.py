@@ -15,8 +15,9 @@ non-4-bit parameter (embeddings, norms, lm_head) to fp32; we do not:
   from the logits in fp32;
 - LoRA A/B (the only trainable tensors) are fp32, see models/lora.py.
 For Llama-3.2-1B the upcast would add more frozen bytes than all the 4-bit weights take
-(docs/measurements.md; tests/test_models.py derives the frozen part on the meta device). A preset is
-built whole in the compute dtype before its Linears are quantised, so loading peaks at the float model.
+(docs/measurements.md; tests/test_models.py derives the frozen part on the meta device). For qlora a
+safetensors checkpoint, and a preset on a GPU, are built piece by piece (models/stream.py), so loading
+peaks near the 4-bit model plus one tensor or block, not at the float model.
 """
 
 from __future__ import annotations
@@ -114,6 +115,15 @@ def _build_base(spec: str, compute_dtype: torch.dtype, device: torch.device, on_
     return model.to(device) if on_device else model
 
 
+def _streamable(spec: str, device: torch.device) -> str | None:
+    """"random" for a preset on a GPU, the directory of a safetensors checkpoint, else None."""
+    if is_random_init(spec):
+        return "random" if device.type == "cuda" else None
+    directory = Path(_checkpoint(spec))
+    has_safetensors = (directory / "model.safetensors").is_file() or (directory / "model.safetensors.index.json").is_file()
+    return str(directory) if has_safetensors else None
+
+
 def load_model(
     spec: str,
     *,
@@ -139,13 +149,22 @@ def load_model(
     device = torch.device(device)
     torch.manual_seed(seed)  # random init (arch:) and LoRA A init are both drawn from this
 
-    # For qlora a GPU-resident preset is created on the GPU and quantised there; a checkpoint is read
-    # to CPU and each Linear is quantised as it moves to the GPU, so the float model never sits there.
-    model = _build_base(spec, compute_dtype, device, on_device=not (peft == "qlora" and not is_random_init(spec)))
-    if peft == "qlora":
-        quantize_to_4bit(model, quant_type=quant, double_quant=double_quant,
-                         compute_dtype=compute_dtype, device=device)
+    quant_options = dict(quant_type=quant, double_quant=double_quant, compute_dtype=compute_dtype)
+    if peft == "qlora" and (stream := _streamable(spec, device)):
+        # Built piece by piece (models/stream.py): the float model never exists whole, on the host or the GPU.
+        from models import stream as streaming
+
+        model = (streaming.stream_random_init(preset_config(_preset_name(spec)), compute_dtype, device, quant_options)
+                 if stream == "random" else streaming.stream_checkpoint(stream, compute_dtype, device, quant_options))
+    elif peft == "qlora":
+        # A preset on a CPU is built whole and quantised Linear by Linear (its random values are the ones
+        # the CPU tests pin); a checkpoint without safetensors is read whole to the host first.
+        model = _build_base(spec, compute_dtype, device, on_device=is_random_init(spec))
+        quantize_to_4bit(model, device=device, **quant_options)
         model.to(device)  # what is left in float: embeddings, norms, lm_head, buffers
+    else:
+        model = _build_base(spec, compute_dtype, device, on_device=True)
+    if peft == "qlora":
         if device.type == "cuda":
             # The float weights the 4-bit ones replaced are freed, but their blocks stay cached (reserved)
             # in the allocator. Hand them back, so that reserved memory measures training, not loading.

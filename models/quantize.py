@@ -70,25 +70,36 @@ def quantize_to_4bit(
         parent_name, _, child_name = name.rpartition(".")
         parent = model.get_submodule(parent_name)
         linear = getattr(parent, child_name)
-        quantized = bnb.nn.Linear4bit(
-            linear.in_features,
-            linear.out_features,
-            bias=linear.bias is not None,
-            compute_dtype=compute_dtype,  # dtype the 4-bit weight is dequantised to for each matmul
-            compress_statistics=double_quant,
-            quant_type=quant_type,
-            device="meta",  # placeholder weight, replaced below: nothing is allocated twice
-        )
-        quantized.weight = bnb.nn.Params4bit(
-            linear.weight.data,
-            requires_grad=False,
-            quant_type=quant_type,
-            compress_statistics=double_quant,
-            module=quantized,
-        ).to(device)  # <- quantisation happens here, on `device`
-        if linear.bias is not None:
-            quantized.bias = nn.Parameter(linear.bias.data.to(device), requires_grad=False)
-        quantized.support_avx512bf16_for_cpu = False  # see the module docstring
-        setattr(parent, child_name, quantized)
+        setattr(parent, child_name, quantize_linear(linear.weight.data, linear.bias, quant_type=quant_type,
+                                                    double_quant=double_quant, compute_dtype=compute_dtype,
+                                                    device=device))
         del linear  # last reference to the float weight: freed now, not at the end
     return model
+
+
+def quantize_linear(weight: torch.Tensor, bias: torch.Tensor | None, *, quant_type: str, double_quant: bool,
+                    compute_dtype: torch.dtype, device: torch.device | str) -> nn.Module:
+    """A frozen bnb Linear4bit on `device` holding `weight` [out, in] (any device) quantised, and `bias`."""
+    import bitsandbytes as bnb
+
+    out_features, in_features = weight.shape
+    quantized = bnb.nn.Linear4bit(
+        in_features,
+        out_features,
+        bias=bias is not None,
+        compute_dtype=compute_dtype,  # dtype the 4-bit weight is dequantised to for each matmul
+        compress_statistics=double_quant,
+        quant_type=quant_type,
+        device="meta",  # placeholder weight, replaced below: nothing is allocated twice
+    )
+    quantized.weight = bnb.nn.Params4bit(
+        weight,
+        requires_grad=False,
+        quant_type=quant_type,
+        compress_statistics=double_quant,
+        module=quantized,
+    ).to(device)  # <- quantisation happens here, on `device`
+    if bias is not None:  # a meta bias (streaming: not read yet) is filled in when it is
+        quantized.bias = bias if bias.is_meta else nn.Parameter(bias.data.to(device), requires_grad=False)
+    quantized.support_avx512bf16_for_cpu = False  # see the module docstring
+    return quantized
