@@ -2,7 +2,8 @@
 {"messages": [...], "db_id": str, "answer": str}, the last message being the assistant's answer.
 
 Sources:
-  "bundled"                 the generated benchmark (data/sqlbench), split = train | test | heldout
+  "bundled"                 the generated benchmark (data/sqlbench), split = train | test | heldout_db |
+                            heldout_domain (heldout: another name of heldout_domain)
   a directory               Spider's layout: <dir>/<split>.json, tables.json, database/
   *.csv                     Spider CSV (db_id, query, question, ...), as in seed 000
   *.json / *.jsonl          Spider records {db_id, question, query}, chat records {messages},
@@ -201,11 +202,9 @@ def load_examples(
     """Rows of {"messages", "db_id", "answer"}; `split` names the file only for "bundled" and
     Spider-layout directories. schema=False leaves the DDL out of text-to-SQL prompts."""
     if source == "bundled":
-        from data.sqlbench import BENCHMARK_SPLITS, bundled_benchmark_dir
+        from data.sqlbench import bundled_benchmark_dir, split_name
 
-        if split not in BENCHMARK_SPLITS:
-            choices = ", ".join(BENCHMARK_SPLITS)
-            raise ValueError(f"unknown split {split!r} for the bundled benchmark: use one of {choices}")
+        split = split_name(split)  # an unknown split fails before the corpus is built
         source = str(bundled_benchmark_dir())
     path = Path(source)
     if path.is_dir():

@@ -17,12 +17,17 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Literal, Optional
 
+from data.sqlbench import BENCHMARK_SPLITS, SPLIT_ALIASES
 from engine.device import COMPUTE_DTYPES
 from engine.optim import OPTIMIZERS
 from engine.schedule import SCHEDULERS
 from models.bundled import BUNDLED_NAME
 from models.load import DEFAULT_SEED, PEFT_MODES
 from models.quantize import QUANT_TYPES
+
+
+def _is_split(name: str) -> bool:
+    return name in BENCHMARK_SPLITS or name in SPLIT_ALIASES
 
 
 class ConfigError(ValueError):
@@ -70,7 +75,8 @@ class TrainConfig:
     `dummy:<length>` (random ids, every position labelled) or `synthetic:<examples>` (random ids shaped
     like the bundled examples: prompt 120-260 tokens, answer 20-70)."""
     split: str = "train"
-    """Split of the bundled benchmark to train on (train, test, heldout)."""
+    """Split of the bundled benchmark to train on (train; test, heldout_db, heldout_domain are for evaluation),
+    or the <split>.json of a Spider or BIRD directory."""
     max_length: int = 512
     """Longest example in tokens. Longer examples are dropped and counted, never truncated (a cut answer
     would teach the model to stop mid-query)."""
@@ -114,8 +120,10 @@ class TrainConfig:
     eval: bool = False
     """Measure text-to-SQL execution accuracy before and after training (greedy decoding, results executed
     on read-only SQLite) and print both tables and the gain; reports in <out>/eval-base and <out>/eval-final."""
-    eval_split: str = "heldout"
-    """Bundled benchmark split for --eval: heldout (a domain never trained on) or test (in-domain)."""
+    eval_split: str = "heldout_db"
+    """Bundled benchmark split for --eval: heldout_db (databases never trained on, of the training domains),
+    heldout_domain (domains never trained on; `heldout` is another name for it) or test (new questions on
+    the training databases)."""
     eval_limit: Optional[int] = None
     """Evaluate only this many examples, spread evenly over the split (default: all of it)."""
 
@@ -211,6 +219,9 @@ class TrainConfig:
         need(self.log_every >= 1, f"--log-every must be >= 1, got {self.log_every}")
         need(self.save_every >= 0, f"--save-every must be >= 0, got {self.save_every}")
         need(self.eval_limit is None or self.eval_limit >= 1, f"--eval-limit must be >= 1, got {self.eval_limit}")
+        need(not self.eval or _is_split(self.eval_split),
+             f"--eval-split {self.eval_split!r} is not a split of the bundled benchmark: use one of "
+             f"{', '.join(BENCHMARK_SPLITS + tuple(SPLIT_ALIASES))}")
         need(self.dist_timeout > 0, f"--dist-timeout must be > 0, got {self.dist_timeout}")
         need(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
              f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")

@@ -71,7 +71,7 @@ def bench_model(spec: str, adapter: str | None, batch_sizes: list[int], new_toke
                 if "lora_B" in name:
                     param.normal_(0.0, 0.02)
         tokenizer = load_tokenizer(spec)
-    data, _ = evaluation_data("bundled", "heldout")
+    data, _ = evaluation_data("bundled", "heldout_db")
     picked = [data[i] for i in spread_indices(len(data), examples)]
     prompts = sorted((prompt_token_ids(e["messages"], tokenizer) for e in picked), key=len, reverse=True)
     pad = tokenizer.pad_token_id

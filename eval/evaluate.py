@@ -1,19 +1,19 @@
 """Evaluate a model on text-to-SQL: greedy generation, execution accuracy and Spider's exact-set match by hardness.
 
-    python -m eval.evaluate --split heldout --limit 64 --out runs/eval-base          # bundled SmolLM2
-    python -m eval.evaluate --adapter runs/x/adapter --split heldout --out runs/x/eval
+    python -m eval.evaluate --split heldout_db --limit 64 --out runs/eval-base       # bundled SmolLM2
+    python -m eval.evaluate --adapter runs/x/adapter --split heldout_domain --out runs/x/eval
     python -m eval.evaluate --adapter runs/x/adapter --merge runs/x/merged --out runs/x/eval-merged
     python -m eval.evaluate --adapter runs/x/adapter --out runs/x/eval --compare runs/eval-base
     python -m eval.evaluate --model DIR --data spider/dev.json --out runs/spider-dev
     python -m eval.evaluate --data validation.csv --db-dir spider/database --out runs/csv-eval
 
-Data: "bundled" (the generated benchmark, --split train|test|heldout), a Spider JSON file (with
+Data: "bundled" (the generated benchmark, --split heldout_db|heldout_domain|test|train), a Spider JSON file (with
 tables.json and database/<db_id>/<db_id>.sqlite beside it, or --tables / --db-dir), a Spider-layout
 directory (<dir>/<split>.json), or seed 000's CSV (db_id, query, question) with --db-dir. The prompt
 carries the schema DDL whenever data/formats.load_examples finds it, as in training.
 
 Python API, e.g. for an evaluation at the end of training:
-    examples, db_root = evaluation_data("bundled", "heldout")
+    examples, db_root = evaluation_data("bundled", "heldout_db")
     report = evaluate_model(model, tokenizer, examples, db_root, run_dir / "eval", limit=64)
 """
 
@@ -41,7 +41,7 @@ _QUESTION = re.compile(r".*<USER_QUERY>\s*(.*?)\s*</USER_QUERY>", re.DOTALL)
 
 # ----------------------------------------------------------------------------- data
 
-def evaluation_data(data: str, split: str = "heldout", *, tables: str | None = None,
+def evaluation_data(data: str, split: str = "heldout_db", *, tables: str | None = None,
                     db_dir: str | None = None) -> tuple[list[dict], Path]:
     """(examples, database root) for `data` as the CLI's --data/--split/--tables/--db-dir take it.
 
@@ -51,11 +51,11 @@ def evaluation_data(data: str, split: str = "heldout", *, tables: str | None = N
     from data.formats import load_examples
 
     if data == "bundled":
-        from data.sqlbench import bundled_benchmark_dir
+        from data.sqlbench import bundled_benchmark_dir, split_name
 
         if tables or db_dir:
             raise ValueError("--tables and --db-dir apply to Spider files; the bundled benchmark has its own")
-
+        split = split_name(split)  # before the corpus is built
         db_root = bundled_benchmark_dir() / "database"
     else:
         path = Path(data)
@@ -183,7 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quant", default="auto", choices=("auto", "none", "nf4", "fp4"),
                    help="base weights: auto = as the adapter's run trained (qlora: 4-bit), float without adapter")
     p.add_argument("--data", default="bundled", help="bundled, a Spider .json/.csv file, or a Spider directory")
-    p.add_argument("--split", default="heldout", help="bundled / Spider directory split: train, test, heldout")
+    p.add_argument("--split", default="heldout_db",
+                   help="bundled split: heldout_db (databases never trained on, of training domains), "
+                        "heldout_domain (domains never trained on; also: heldout), test, train; "
+                        "a Spider or BIRD directory: the name of its <split>.json")
     p.add_argument("--tables", default=None, help="Spider tables.json (default: beside the data file)")
     p.add_argument("--db-dir", default=None, help="directory of <db_id>/<db_id>.sqlite (default: database/ "
                                                   "beside the data file)")

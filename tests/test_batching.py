@@ -1,14 +1,16 @@
 """collate: padding by position (pad == eos must not mask the learned end token); batch_order:
-deterministic per (seed, epoch), a permutation, and length grouping that cuts padding."""
+deterministic per (seed, epoch), a permutation, and length grouping that cuts padding while
+batches of the bundled text-to-SQL data still span many databases."""
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 import pytest
 import torch
 
-from data.batching import batch_order, collate
+from data.batching import MEGA_BATCH_FACTOR, batch_order, collate
 from data.prompts import sql_messages
 from data.tokenize import IGNORE_INDEX, tokenize_conversation
 from models.bundled import bundled_model_dir
@@ -81,6 +83,24 @@ def test_batch_order_is_a_deterministic_permutation_per_seed_and_epoch():
         batch_order(lengths, 0, seed=0, epoch=0, group_by_length=False)
 
 
+def exact_sorted_windows(lengths: list[int], batch_size: int, seed: int) -> list[list[int]]:
+    """The previous grouping: the same shuffled windows, sorted by exact length."""
+    rng = random.Random(f"batch_order:{seed}:0")
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    window = MEGA_BATCH_FACTOR * batch_size
+    batches = []
+    for w in range(0, len(order), window):
+        by_length = sorted(order[w:w + window], key=lambda i: lengths[i], reverse=True)
+        batches += [by_length[i:i + batch_size] for i in range(0, len(by_length), batch_size)]
+    return batches
+
+
+def padded_to_bucket(batches: list[list[int]], lengths: list[int]) -> int:
+    """Pad tokens when every batch is padded to a multiple of 32 (as CUDA graphs pad it)."""
+    return sum(len(b) * -(-max(lengths[i] for i in b) // 32) * 32 - sum(lengths[i] for i in b) for b in batches)
+
+
 def test_length_grouping_cuts_padding_and_starts_with_the_longest_batch():
     rng = random.Random(0)
     lengths = [rng.randint(60, 400) for _ in range(2000)]
@@ -88,10 +108,43 @@ def test_length_grouping_cuts_padding_and_starts_with_the_longest_batch():
     grouped = batch_order(lengths, 8, seed=3, epoch=0, group_by_length=True)
     plain_pad, grouped_pad = padded_tokens(plain, lengths), padded_tokens(grouped, lengths)
     # Random batches of 8 lengths uniform on [60, 400] pad to ~362 (the expected maximum) for a
-    # mean of 230: ~264k pad tokens for 2000 examples (270,875 here). Sorted windows of 400 leave
-    # ~1 token between neighbours (5,915 here).
-    assert grouped_pad * 20 < plain_pad
+    # mean of 230: ~264k pad tokens for 2000 examples (270,875 here). Sorting windows of 400 by
+    # length rounded up to 32 leaves rows of a batch within one or two 32-token buckets (28,539).
+    assert (plain_pad, grouped_pad) == (270_875, 28_539)
+    assert all(max(lengths[i] for i in b) - min(lengths[i] for i in b) < 64 for b in grouped)
+    # Padded to the multiple of 32 CUDA graphs use, the buckets cost exactly what an exact sort costs.
+    assert padded_to_bucket(grouped, lengths) == padded_to_bucket(exact_sorted_windows(lengths, 8, 3), lengths)
     assert max(lengths) in [lengths[i] for i in grouped[0]]
     # Grouped batches are still shuffled: not sorted by length across the epoch.
     widths = [max(lengths[i] for i in b) for b in grouped[1:]]
     assert widths != sorted(widths) and widths != sorted(widths, reverse=True)
+
+
+def test_length_grouped_batches_of_the_bundled_data_span_many_databases():
+    """In text-to-SQL the schema dominates the length, so length groups tend to be database groups:
+    on every 4th bundled training example at batch 16, grouped batches still span ~14 databases
+    (random order: ~15) while padding drops to a seventh of random order's."""
+    from transformers import AutoTokenizer
+
+    from data.formats import load_examples
+
+    tokenizer = AutoTokenizer.from_pretrained(bundled_model_dir())
+    examples = load_examples("bundled", "train")
+    picked = range(0, len(examples), 4)
+    rows = examples.select(picked)
+    lengths = [len(tokenize_conversation(m, tokenizer)[0]) for m in rows["messages"]]
+    db_ids = rows["db_id"]
+    assert (len(lengths), sum(lengths)) == (2201, 819_121)
+
+    def spread(batches: list[list[int]]) -> tuple[float, int]:
+        full = [b for b in batches if len(b) == 16]
+        return (sum(len({db_ids[i] for i in b}) for b in full) / len(full),
+                max(max(Counter(db_ids[i] for i in b).values()) for b in full))
+
+    plain = batch_order(lengths, 16, seed=0, epoch=0, group_by_length=False)
+    grouped = batch_order(lengths, 16, seed=0, epoch=0, group_by_length=True)
+    exact = exact_sorted_windows(lengths, 16, 0)
+    assert (padded_tokens(plain, lengths), padded_tokens(grouped, lengths)) == (280_004, 38_221)
+    (plain_dbs, plain_top), (grouped_dbs, grouped_top) = spread(plain), spread(grouped)
+    assert round(plain_dbs, 2) == 15.34 and round(grouped_dbs, 2) == 13.93 > spread(exact)[0]
+    assert grouped_top <= 5  # never more than 5 of a batch's 16 questions on one database
