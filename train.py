@@ -31,6 +31,7 @@ from engine.memory import format_bytes, tracked_total
 from engine.observers import StepObserver, TrainingDiverged
 from engine.recipe import Recipe, set_up
 
+DESCRIPTION = __doc__.split("\n")[0]
 SUMMARY_KEYS = ("params_4bit", "params_frozen", "params_trainable", "grads", "optimizer", "optimizer_paged",
                 "activations", "peak_allocated", "reserved")
 
@@ -192,6 +193,13 @@ def summary(cfg: TrainConfig, records: list[dict], elapsed: float) -> str:
 
 # ---- command line ----------------------------------------------------------------------------
 
+def build_parser():
+    """The command line `main` parses: every TrainConfig field as a flag (engine/config.py)."""
+    from engine.config import build_parser as config_parser
+
+    return config_parser(description=DESCRIPTION)
+
+
 def interrupted(cfg: TrainConfig | None) -> str:
     """The line Ctrl-C prints: how far the run got, and the command that continues it."""
     given = Path(cfg.resume) if cfg and cfg.resume else None
@@ -212,7 +220,7 @@ def main(argv: list[str] | None = None, observers: list[StepObserver] = ()) -> i
     Ctrl-C one line and 130."""
     cfg = None
     try:
-        cfg = parse_config(argv, description=__doc__.split("\n")[0])
+        cfg = parse_config(argv, description=DESCRIPTION)
         try:
             run(cfg, observers)
         finally:

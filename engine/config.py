@@ -40,9 +40,10 @@ RESUME_MAY_CHANGE = {"max_steps", "epochs", "log_every", "save_every", "dist_tim
 class TrainConfig:
     # ---- model ------------------------------------------------------------------------------
     model: str = BUNDLED_NAME
-    """Model spec: the bundled SmolLM2-135M-Instruct (default), `arch:<preset>` for a random-init
-    model from a built-in architecture (tiny, smollm2-135m, llama-3.2-1b, qwen2.5-0.5b,
-    polyglot-ko-1.3b, hyperclovax-seed-1.5b, phi-3-mini, llama-3.1-8b), or a local HF directory."""
+    """Model spec: smollm2-135m-instruct (the bundled SmolLM2-135M-Instruct), `arch:<preset>` for a
+    random-init model from a built-in architecture (tiny, smollm2-135m, llama-3.2-1b, qwen2.5-0.5b,
+    polyglot-ko-1.3b, hyperclovax-seed-1.5b, phi-3-mini, llama-3.1-8b), a local HF directory, or a hub id
+    already in the local Hugging Face cache."""
     peft: Literal[PEFT_MODES] = "qlora"
     """qlora: 4-bit frozen base + LoRA; lora: base in the compute dtype + LoRA; full: every weight trained."""
     quant: Literal[QUANT_TYPES] = "nf4"
@@ -59,7 +60,7 @@ class TrainConfig:
     lora_dropout: float = 0.0
     """Dropout on the LoRA input path (0 keeps runs bit-reproducible across --resume)."""
     target_modules: Optional[list[str]] = None
-    """Linear layers to adapt, by module name (e.g. q_proj v_proj). Default: every linear layer of the decoder."""
+    """Linear layers to adapt, by module name, e.g. q_proj v_proj (default: every linear layer of the decoder)."""
     device: str = "auto"
     """auto (cuda if available, else cpu), cpu, cuda, or cuda:N."""
 
@@ -86,8 +87,9 @@ class TrainConfig:
     ckpt: bool = False
     """Gradient checkpointing: keep only each decoder layer's input and recompute the layer in backward."""
     max_steps: int = 30
-    """Optimizer steps to run; -1 runs --epochs full epochs instead. The default fits ~15 min on a
-    2-core CPU; on a GPU use e.g. --max-steps 600 or --max-steps -1 --epochs 1."""
+    """Optimizer steps to run; -1 runs --epochs full epochs instead. 30 steps of --accum 4 --ckpt took 10.5
+    min on a 2-core CPU (the bundled model's conversion included); on a GPU use e.g. --max-steps 600 or
+    --max-steps -1 --epochs 1."""
     epochs: int = 1
     """Passes over the data when --max-steps is -1."""
     lr: float = 2e-4
@@ -114,7 +116,7 @@ class TrainConfig:
     eval_split: str = "heldout"
     """Bundled benchmark split for --eval: heldout (a domain never trained on) or test (in-domain)."""
     eval_limit: Optional[int] = None
-    """Evaluate only this many examples, spread evenly over the split (default: all of it)."""
+    """Evaluate only this many examples, spread evenly over the split (default: all of them)."""
 
     fused_lora: bool = False
     """Run each LoRA layer as one autograd node (engine/features/fused_lora.py): peft's arithmetic without its extra
@@ -139,25 +141,27 @@ class TrainConfig:
     cublas_workspace_mib: Optional[int] = None
     """CUDA only: size of each cuBLAS workspace in MiB (CUBLAS_WORKSPACE_CONFIG). PyTorch keeps one per
     (cuBLAS handle, stream), and backward runs on a thread with its own handle: two or more workspaces
-    (32 MiB each by default on Hopper). Smaller ones leave cuBLAS fewer split-K choices."""
+    (PyTorch makes them 32 MiB each on Hopper). Smaller ones leave cuBLAS fewer split-K choices
+    (default: PyTorch's size)."""
 
     # ---- run --------------------------------------------------------------------------------
     seed: int = DEFAULT_SEED
     """Seed for data order, LoRA initialisation and random-init presets (seed 000 uses 1234)."""
     out: Optional[str] = None
-    """Output directory (default runs/<timestamp>): config.json, metrics.jsonl, adapter/, checkpoint-N/."""
+    """Output directory: config.json, metrics.jsonl, adapter/, checkpoint-N/, ... (default: runs/<timestamp>)."""
     log_every: int = 1
     """Print a log line every N optimizer steps (metrics.jsonl always gets every step)."""
     save_every: int = 0
     """Write checkpoint-N/ every N optimizer steps (0: only the final adapter)."""
     resume: Optional[str] = None
-    """Resume from a checkpoint-N directory, or from the latest checkpoint of a run directory."""
+    """Resume from a checkpoint-N directory, or from the latest checkpoint of a run directory (default: a
+    new run)."""
     dist_timeout: float = 300.0
     """Under torchrun: seconds a collective waits for the other ranks before the run fails with an error
     (a crashed or hung rank must not leave the others waiting forever)."""
     memory_snapshot: Optional[str] = None
     """CUDA only: record the allocator's history over the first 3 optimizer steps and write a snapshot
-    to this path (a .pickle that https://pytorch.org/memory_viz opens)."""
+    to this path (a .pickle that https://pytorch.org/memory_viz opens) (default: off)."""
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -245,6 +249,16 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+def help_text(doc: str, default) -> str:
+    """A field's docstring and its default, once: a docstring that states its own `(default: ...)` (what
+    None means, for one) keeps it; booleans read on/off. `%` is escaped for argparse's formatting."""
+    if "(default:" not in doc:
+        shown = (("on" if default else "off") if isinstance(default, bool)
+                 else " ".join(map(str, default)) if isinstance(default, list) else default)
+        doc = f"{doc} (default: {shown})"
+    return doc.replace("%", "%%")
+
+
 def _add_field(parser: argparse.ArgumentParser, f, hint, doc: str) -> None:
     flag = "--" + f.name.replace("_", "-")
     default = f.default if f.default is not MISSING else None
@@ -252,15 +266,16 @@ def _add_field(parser: argparse.ArgumentParser, f, hint, doc: str) -> None:
     if origin is typing.Union and type(None) in args:  # Optional[X] -> X, default None
         hint = next(a for a in args if a is not type(None))
         origin, args = typing.get_origin(hint), typing.get_args(hint)
-    help_text = f"{doc} (default: {default})"
     if hint is bool:
-        parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=doc)
+        action = parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
     elif origin is Literal:
-        parser.add_argument(flag, choices=list(args), default=default, help=help_text)
+        action = parser.add_argument(flag, choices=list(args), default=default)
     elif origin is list:
-        parser.add_argument(flag, nargs="+", type=args[0], default=default, help=help_text)
+        action = parser.add_argument(flag, nargs="+", type=args[0], default=default)
     else:
-        parser.add_argument(flag, type=hint, default=default, help=help_text)
+        action = parser.add_argument(flag, type=hint, default=default)
+    # Set after creation: some Python versions' BooleanOptionalAction append a default of their own.
+    action.help = help_text(doc, default)
 
 
 class _OneLineErrorParser(argparse.ArgumentParser):

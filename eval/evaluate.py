@@ -170,43 +170,53 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m eval.evaluate", description=__doc__.split("\n")[0])
+    p = _Parser(prog="python -m eval.evaluate", description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--model", default=None,
-                   help="model spec: smollm2-135m-instruct (default), arch:<preset>, or a model directory; "
-                        "with --adapter, default: the run's model (runs/<name>/config.json)")
-    p.add_argument("--adapter", default=None, help="PEFT adapter directory of a run (runs/<name>/adapter)")
+                   help="model spec: smollm2-135m-instruct, arch:<preset>, or a model directory (default: the "
+                        "adapter's run's model from runs/<name>/config.json, else smollm2-135m-instruct)")
+    p.add_argument("--adapter", default=None,
+                   help="PEFT adapter directory of a run, runs/<name>/adapter (default: the base model alone)")
     p.add_argument("--merge", default=None, metavar="OUT_DIR",
-                   help="merge the adapter into its base, save the standalone model to OUT_DIR, evaluate that")
+                   help="merge the adapter into its base, save the standalone model to OUT_DIR, evaluate that "
+                        "(default: evaluate the adapter unmerged)")
     p.add_argument("--merge-base", default="auto", choices=("auto", "dequantized", "original"),
-                   help="weights to merge into: dequantized = the 4-bit weights the adapter was trained on "
-                        "(default for qlora runs), original = the checkpoint's float weights")
+                   help="weights to merge into: dequantized = the 4-bit weights the adapter was trained on, "
+                        "original = the checkpoint's float weights; auto = dequantized for qlora runs, else "
+                        "original (default: auto)")
     p.add_argument("--quant", default="auto", choices=("auto", "none", "nf4", "fp4"),
-                   help="base weights: auto = as the adapter's run trained (qlora: 4-bit), float without adapter")
-    p.add_argument("--data", default="bundled", help="bundled, a Spider .json/.csv file, or a Spider directory")
-    p.add_argument("--split", default="heldout", help="bundled / Spider directory split: train, test, heldout")
-    p.add_argument("--tables", default=None, help="Spider tables.json (default: beside the data file)")
+                   help="base weights: auto = as the adapter's run trained (qlora: 4-bit), float without an "
+                        "adapter (default: auto)")
+    p.add_argument("--data", default="bundled",
+                   help="bundled, a Spider .json/.csv file, or a Spider directory (default: bundled)")
+    p.add_argument("--split", default="heldout",
+                   help="split of the bundled benchmark or file of a Spider directory: train, test, heldout "
+                        "(default: heldout)")
+    p.add_argument("--tables", default=None, help="Spider tables.json (default: tables.json beside the data file)")
     p.add_argument("--db-dir", default=None, help="directory of <db_id>/<db_id>.sqlite (default: database/ "
                                                   "beside the data file)")
     p.add_argument("--limit", type=_positive_int, default=None,
-                   help="evaluate N examples spread evenly over the split (files are grouped by difficulty)")
-    p.add_argument("--batch-size", type=_positive_int, default=16)
-    p.add_argument("--max-new-tokens", type=_positive_int, default=160)
+                   help="evaluate N examples spread evenly over the split, as files are grouped by difficulty "
+                        "(default: all of them)")
+    p.add_argument("--batch-size", type=_positive_int, default=16,
+                   help="prompts generated together (default: 16)")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=160,
+                   help="generated tokens per answer at most (default: 160)")
     p.add_argument("--decoder", default="auto", choices=("auto", "static", "plain"),
                    help="static: adapter merged into dense weights, static KV cache, CUDA graph on a GPU; "
                         "plain: the model as loaded (4-bit + LoRA), a growing cache; auto: static where the "
-                        "architecture allows (Llama family)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+                        "architecture allows (Llama family) (default: auto)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--compute-dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"),
-                   help="auto: bf16 on a CUDA GPU that supports it, else fp32")
+                   help="auto: bf16 on a CUDA GPU that supports it, else fp32 (default: auto)")
     p.add_argument("--compare", default=None, metavar="EVAL_JSON",
                    help="an earlier report (eval.json or its directory), e.g. of the base model: printed "
-                        "side by side with this one, with the gain in points")
+                        "side by side with this one, with the gain in points (default: none)")
     p.add_argument("--keep-distinct", action="store_true",
-                   help="run DISTINCT as written (the test-suite evaluator's --keep_distinct); by default it is "
-                        "removed from both queries, as the official evaluator does")
+                   help="run DISTINCT as written, the test-suite evaluator's --keep_distinct; without it "
+                        "DISTINCT is removed from both queries, as the official evaluator does (default: off)")
     p.add_argument("--plug-value", action="store_true",
                    help="execution also tries the gold query's values in the prediction's value slots (the "
-                        "test-suite evaluator's --plug_value)")
+                        "test-suite evaluator's --plug_value) (default: off)")
     p.add_argument("--out", required=True, help="output directory for eval.json, mistakes.csv, gold.txt, pred.txt")
     return p
 
