@@ -197,7 +197,7 @@ def build_parser():
     """The command line `main` parses: every TrainConfig field as a flag (engine/config.py)."""
     from engine.config import build_parser as config_parser
 
-    return config_parser(description=DESCRIPTION)
+    return config_parser(config_file=True, description=DESCRIPTION)
 
 
 def interrupted(cfg: TrainConfig | None) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 import inspect
 import json
 import math
@@ -219,7 +220,8 @@ class TrainConfig:
 
 def read_settings(file: Path) -> dict:
     """A run's config.json as TrainConfig fields; one line when it is not one (broken JSON, not an
-    object, or keys that are not TrainConfig fields: a config.json of some other program or model)."""
+    object, or keys that are not TrainConfig fields: a config.json of some other program or model).
+    The `resolved` record beside the settings (what the run resolved them to) is not a setting."""
     try:
         settings = json.loads(Path(file).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
@@ -227,11 +229,91 @@ def read_settings(file: Path) -> dict:
     if not isinstance(settings, dict):
         raise ConfigError(f"{file} is not a train.py config: it holds a JSON {type(settings).__name__}, "
                           "not an object of settings")
+    settings.pop(RESOLVED_KEY, None)
     unknown = sorted(set(settings) - {f.name for f in fields(TrainConfig)})
     if unknown:
         raise ConfigError(f"{file} is not a train.py config: unknown keys {', '.join(unknown[:5])}"
                           + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""))
     return settings
+
+
+# ---- --config FILE: settings from YAML or JSON -------------------------------------------------
+
+RESOLVED_KEY = "resolved"  # a run's config.json: what the settings resolved to on its machine (train.py)
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def read_config_file(file: str | Path, cls: type = TrainConfig) -> dict:
+    """--config FILE: settings keyed by field name (`batch_size: 4`, as in config.json), checked and
+    typed like the flags they stand for; one line naming the file and the key for anything else. A
+    run's config.json is one: its `resolved` record is skipped. Relative paths inside it are read from
+    the current directory, as on the command line."""
+    path = Path(file)
+    if path.suffix.lower() not in CONFIG_SUFFIXES:
+        raise ConfigError(f"--config {path}: expected a .yaml, .yml or .json file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--config {path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+    try:
+        settings = json.loads(text) if path.suffix.lower() == ".json" else _yaml(text)
+    except ValueError as e:  # the parser's own message (it names the line), on one line
+        raise ConfigError(f"--config {path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'} "
+                          f"({' '.join(str(e).split())[:160]})") from None
+    if settings is None:
+        return {}
+    if not isinstance(settings, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of settings (key: value), got a "
+                          f"{type(settings).__name__}")
+    settings.pop(RESOLVED_KEY, None)
+    names = {f.name for f in fields(cls)}
+    for key in settings:
+        if key not in names:
+            close = difflib.get_close_matches(str(key).replace("-", "_"), sorted(names), n=1)
+            raise ConfigError(f"--config {path}: unknown key {key!r}" + (f" (did you mean {close[0]}?)" if close else
+                                                                          " (keys are train.py's options, e.g. batch_size)"))
+    hints = typing.get_type_hints(cls)
+    return {key: _typed(value, hints[key], f"--config {path}: {key}") for key, value in settings.items()}
+
+
+def _yaml(text: str):
+    import yaml  # only for --config FILE.yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:  # its message names the line; the stream's name is noise
+        raise ValueError(str(e).replace('in "<unicode string>", ', "")) from None
+
+
+def _typed(value, hint, where: str):
+    """`value` as the field's type: a number for a float (YAML reads 2e-4 as a string, so a numeric
+    string is taken), a whole number for an int, true/false for a flag, a list of strings for a list."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union and type(None) in args:
+        if value is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is bool:
+        ok, kind = isinstance(value, bool), "true or false"
+    elif hint is int:
+        ok, kind = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+    elif hint is float:
+        kind = "a number"
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if isinstance(value, str):
+            try:
+                value, ok = float(value), True
+            except ValueError:
+                ok = False
+        value = float(value) if ok else value
+    elif origin is list:
+        ok, kind = isinstance(value, list) and all(isinstance(v, args[0]) for v in value), "a list of strings"
+    else:  # str, and Literal choices (which __post_init__ checks against the choices)
+        ok, kind = isinstance(value, str), "a string"
+    if not ok:
+        raise ConfigError(f"{where} must be {kind}, got {json.dumps(value)[:60]}")
+    return value
 
 
 # ---- CLI generated from the dataclass ---------------------------------------------------------
@@ -285,8 +367,13 @@ class _OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see --help)\n")
 
 
-def build_parser(cls: type = TrainConfig, **kwargs) -> argparse.ArgumentParser:
+def build_parser(cls: type = TrainConfig, *, config_file: bool = False, **kwargs) -> argparse.ArgumentParser:
+    """A flag per field; with `config_file`, --config FILE first (it is no field: a file names settings)."""
     parser = _OneLineErrorParser(**kwargs)
+    if config_file:
+        parser.add_argument("--config", metavar="FILE", default=None, help=help_text(
+            "YAML or JSON file of settings keyed by option name (batch_size: 4, as a run's config.json, which "
+            "is one); flags given on the command line override it; recipes in docs/recipes/", "none"))
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     for f in fields(cls):
@@ -295,7 +382,14 @@ def build_parser(cls: type = TrainConfig, **kwargs) -> argparse.ArgumentParser:
 
 
 def parse_config(argv: list[str] | None = None, cls: type = TrainConfig, **kwargs):
-    """Command line -> config. Unknown flags and bad choices exit 2 with one line (argparse);
-    bad values raise ConfigError from `__post_init__` (the caller prints it and exits 2)."""
-    namespace = build_parser(cls, **kwargs).parse_args(argv)
-    return cls(**vars(namespace))
+    """Command line (and --config FILE) -> config. The file's settings become the flags' defaults, so a
+    flag given on the command line wins (HF's `HfArgumentParser` reads a file instead of the command
+    line; here both combine). Unknown flags and bad choices exit 2 with one line (argparse); bad values
+    and a bad file raise ConfigError (the caller prints it and exits 2)."""
+    parser = build_parser(cls, config_file=True, **kwargs)
+    config_file = parser.parse_known_args(argv)[0].config  # the same parser: --conf abbreviates alike
+    if config_file:
+        parser.set_defaults(**read_config_file(config_file, cls))
+    settings = vars(parser.parse_args(argv))
+    settings.pop("config")
+    return cls(**settings)
