@@ -73,6 +73,17 @@ class TrainConfig:
     like the bundled examples: prompt 120-260 tokens, answer 20-70)."""
     split: str = "train"
     """Split of the bundled benchmark to train on (train, test, heldout)."""
+    db_dir: Optional[str] = None
+    """Spider data: the directory of <db_id>/<db_id>.sqlite whose CREATE statements go into each prompt, as
+    for `eval.evaluate --db-dir`, so training and evaluation prompts are the same (default: database/
+    beside the data file)."""
+    tables: Optional[str] = None
+    """Spider data: tables.json, the schema source for a db_id without a SQLite file, as for `eval.evaluate
+    --tables` (default: tables.json beside the data file)."""
+    schema: bool = True
+    """Text-to-SQL prompts carry the schema DDL. Spider data whose schema is not found (no --db-dir,
+    --tables, nor database/ or tables.json beside the file) is an error; --no-schema trains on the
+    question alone (seed 000's prompt), and eval.evaluate then needs --no-schema too."""
     max_length: int = 512
     """Longest example in tokens. Longer examples are dropped and counted, never truncated (a cut answer
     would teach the model to stop mid-query)."""
@@ -201,6 +212,10 @@ class TrainConfig:
         need(self.save_every >= 0, f"--save-every must be >= 0, got {self.save_every}")
         need(self.eval_limit is None or self.eval_limit >= 1, f"--eval-limit must be >= 1, got {self.eval_limit}")
         need(self.dist_timeout > 0, f"--dist-timeout must be > 0, got {self.dist_timeout}")
+        need(self.data != "bundled" or not (self.db_dir or self.tables),
+             "--db-dir and --tables apply to Spider files; the bundled benchmark has its own")
+        need(self.schema or not (self.db_dir or self.tables),
+             "--no-schema leaves the schema out of the prompts: --db-dir and --tables would not be read")
         need(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
              f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 

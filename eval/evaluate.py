@@ -42,8 +42,9 @@ _QUESTION = re.compile(r".*<USER_QUERY>\s*(.*?)\s*</USER_QUERY>", re.DOTALL)
 # ----------------------------------------------------------------------------- data
 
 def evaluation_data(data: str, split: str = "heldout", *, tables: str | None = None,
-                    db_dir: str | None = None) -> tuple[list[dict], Path]:
-    """(examples, database root) for `data` as the CLI's --data/--split/--tables/--db-dir take it.
+                    db_dir: str | None = None, schema: bool = True) -> tuple[list[dict], Path]:
+    """(examples, database root) for `data` as the CLI's --data/--split/--tables/--db-dir/--no-schema
+    take it, and as train.py builds its prompts from the same flags.
 
     Examples are load_examples rows {messages, db_id, answer}; the database root holds
     <db_id>/<db_id>.sqlite (bundled: the benchmark's database/; a Spider file or directory: the
@@ -68,7 +69,8 @@ def evaluation_data(data: str, split: str = "heldout", *, tables: str | None = N
     if not db_root.is_dir():
         raise ValueError(f"database directory not found: {db_root} (give --db-dir DIR holding "
                          f"<db_id>/<db_id>.sqlite)")
-    examples = load_examples(data, split, tables=tables, db_dir=str(db_root) if data != "bundled" else None)
+    examples = load_examples(data, split, schema=schema, tables=tables if schema else None,
+                             db_dir=str(db_root) if data != "bundled" and schema else None)
     return examples.to_list(), db_root
 
 
@@ -194,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", default=None, help="Spider tables.json (default: tables.json beside the data file)")
     p.add_argument("--db-dir", default=None, help="directory of <db_id>/<db_id>.sqlite (default: database/ "
                                                   "beside the data file)")
+    p.add_argument("--schema", action=argparse.BooleanOptionalAction, default=None,
+                   help="the schema DDL in each prompt; --no-schema for a run trained with train.py --no-schema "
+                        "(default: as the adapter's run trained, on without an adapter)")
     p.add_argument("--limit", type=_positive_int, default=None,
                    help="evaluate N examples spread evenly over the split, as files are grouped by difficulty "
                         "(default: all of them)")
@@ -222,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from models.merge import check_adapter_dir, load_for_eval, merge_adapter
+    from models.merge import check_adapter_dir, load_for_eval, merge_adapter, read_run_config
 
     if args.merge and not args.adapter:
         raise ValueError("--merge needs --adapter (the adapter to merge into its base)")
@@ -234,7 +239,9 @@ def run(args: argparse.Namespace) -> dict:
     baseline = load_report(args.compare) if args.compare else None  # fail now, not after generation
     device = resolve_device(args.device)
     compute_dtype = resolve_compute_dtype(args.compute_dtype, device)
-    examples, db_root = evaluation_data(args.data, args.split, tables=args.tables, db_dir=args.db_dir)
+    run_config = read_run_config(args.adapter) if args.adapter else None
+    schema = args.schema if args.schema is not None else (run_config or {}).get("schema", True)
+    examples, db_root = evaluation_data(args.data, args.split, tables=args.tables, db_dir=args.db_dir, schema=schema)
     check_databases((str(e.get("db_id") or "") for e in examples), db_root)  # before loading a model
 
     model_spec, adapter, quant = args.model, args.adapter, args.quant
@@ -247,7 +254,7 @@ def run(args: argparse.Namespace) -> dict:
     print(f"model {description['model']} | adapter {description['adapter']} | base weights "
           f"{description['base_quant']} | {description['compute_dtype']} on {device}")
     split = args.split if args.data == "bundled" or Path(args.data).is_dir() else None  # files have no splits
-    settings = dict(description, data=args.data, split=split, device=str(device),
+    settings = dict(description, data=args.data, split=split, schema=schema, device=str(device),
                     merged_from=args.adapter if args.merge else None)
     report = evaluate_model(model, tokenizer, examples, db_root, args.out, batch_size=args.batch_size,
                             max_new_tokens=args.max_new_tokens, limit=args.limit, settings=settings,
