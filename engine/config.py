@@ -26,6 +26,9 @@ from models.load import DEFAULT_SEED, PEFT_MODES
 from models.quantize import QUANT_TYPES
 
 
+REPORT_TO = ("none", "tensorboard")  # train.py --report-to
+
+
 class ConfigError(ValueError):
     """A bad value on the command line or in a config: printed as one line, exit status 2."""
 
@@ -33,7 +36,8 @@ class ConfigError(ValueError):
 # What --resume may change: how far the run goes, how it is logged, saved and evaluated, and the speed and
 # memory switches (each keeps the loss of the plain loop). Everything else defines what is trained.
 RESUME_MAY_CHANGE = {"max_steps", "epochs", "log_every", "save_every", "dist_timeout", "memory_snapshot", "eval",
-                     "eval_split", "eval_limit", "fused_lora", "compile_layers", "cuda_graphs", "chunked_loss",
+                     "eval_split", "eval_limit", "val_data", "val_split", "eval_every", "eval_ex", "save_best",
+                     "save_total_limit", "report_to", "fused_lora", "compile_layers", "cuda_graphs", "chunked_loss",
                      "offload_embeddings", "expandable_segments", "cublas_workspace_mib", "out", "resume"}
 
 
@@ -121,12 +125,39 @@ class TrainConfig:
     """Apply the LM head and the loss only where the label is not -100 (the answer tokens): the vocab-wide
     logits of the prompt are never built. --no-loss-on-labels-only builds logits everywhere like HF models."""
 
-    # ---- evaluation ---------------------------------------------------------------------------
+    # ---- validation during training -----------------------------------------------------------
+    val_data: Optional[str] = None
+    """Validation data, in any format --data takes; Spider data reads its schema as the training data does
+    (--db-dir, --tables, --no-schema) (default: none; with --val-split alone, a split of --data)."""
+    val_split: Optional[str] = None
+    """Split of the validation data: of the bundled benchmark (test, heldout) or the file of a Spider-layout
+    directory (dev for dev.json); without --val-data, a split of --data (default: none)."""
+    eval_every: int = 0
+    """Validation every N optimizer steps and at the last step (Trainer: eval_steps): the token-weighted mean
+    loss over every label token of the validation data, the training loss's normalisation, goes into that
+    step's record as val_loss; 0: at the last step only, when there is validation data."""
+    eval_ex: int = 0
+    """At each validation, also text-to-SQL execution accuracy (val_ex) on this many validation examples,
+    spread evenly, generated greedily by the model as it trains; 0: off."""
+    save_best: bool = False
+    """Write checkpoint-N/ at each validation whose val_loss is the lowest so far, and never delete the best
+    one (Trainer: metric_for_best_model eval_loss, best_model_checkpoint)."""
+    save_total_limit: Optional[int] = None
+    """Keep at most N checkpoint-N/ directories: after each save the oldest are deleted, never the latest nor
+    the best one (Trainer: save_total_limit) (default: keep all)."""
+    report_to: Literal[REPORT_TO] = "none"
+    """tensorboard: also write every number of metrics.jsonl (loss, lr, grad norm, tokens/s, each memory
+    component, validation) as TensorBoard scalars in <out>/tensorboard (Trainer: report_to)."""
+
+    # ---- evaluation before and after training ----------------------------------------------------
     eval: bool = False
     """Measure text-to-SQL execution accuracy before and after training (greedy decoding, results executed
-    on read-only SQLite) and print both tables and the gain; reports in <out>/eval-base and <out>/eval-final."""
+    on read-only SQLite) on the validation data (--val-data / --val-split) when there is some, else on the
+    bundled benchmark's --eval-split, and print both tables and the gain; reports in <out>/eval-base and
+    <out>/eval-final."""
     eval_split: str = "heldout"
-    """Bundled benchmark split for --eval: heldout (a domain never trained on) or test (in-domain)."""
+    """Bundled benchmark split for --eval without validation data: heldout (a domain never trained on) or
+    test (in-domain)."""
     eval_limit: Optional[int] = None
     """Evaluate only this many examples, spread evenly over the split (default: all of them)."""
 
@@ -212,6 +243,17 @@ class TrainConfig:
         need(self.save_every >= 0, f"--save-every must be >= 0, got {self.save_every}")
         need(self.eval_limit is None or self.eval_limit >= 1, f"--eval-limit must be >= 1, got {self.eval_limit}")
         need(self.dist_timeout > 0, f"--dist-timeout must be > 0, got {self.dist_timeout}")
+        need(self.eval_every >= 0, f"--eval-every must be >= 0, got {self.eval_every}")
+        need(self.eval_ex >= 0, f"--eval-ex must be >= 0, got {self.eval_ex}")
+        need(self.save_total_limit is None or self.save_total_limit >= 1,
+             f"--save-total-limit must be >= 1, got {self.save_total_limit}")
+        if self.resume is None:  # resumed: checked once the run's saved settings are in (train.py)
+            self.check_watching()
+        need(self.val_data is not None or self.val_split is None or self.val_split != self.split
+             or self.data != "bundled", f"--val-split {self.val_split} is the split trained on (--split): "
+             "validation needs examples the model does not train on")
+        need(not (self.eval_ex and self.offload_embeddings), "--eval-ex generates with the LM head on the device: "
+             "it cannot run beside --offload-embeddings (validation loss can: drop --eval-ex)")
         need(self.data != "bundled" or not (self.db_dir or self.tables),
              "--db-dir and --tables apply to Spider files; the bundled benchmark has its own")
         need(self.schema or not (self.db_dir or self.tables),
@@ -219,7 +261,24 @@ class TrainConfig:
         need(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
              f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
+    def check_watching(self) -> None:
+        """What validation and checkpointing need from the rest of the configuration."""
+        for flag, on in (("--eval-every N", self.eval_every), ("--eval-ex K", self.eval_ex), ("--save-best", self.save_best)):
+            if on and self.validation_source is None:
+                raise ConfigError(f"{flag} needs validation data: --val-data FILE, or --val-split SPLIT of --data")
+        if self.save_total_limit is not None and not (self.save_every or self.save_best):
+            raise ConfigError("--save-total-limit N limits the checkpoints that --save-every or --save-best write: "
+                              "give one of them")
+
     # ---- derived numbers --------------------------------------------------------------------
+    @property
+    def validation_source(self) -> tuple[str, str | None] | None:
+        """(data, split) of the validation data: --val-data (and --val-split, for a bundled or Spider
+        directory), or --val-split of --data; None without either."""
+        if self.val_data is not None:
+            return self.val_data, self.val_split
+        return (self.data, self.val_split) if self.val_split is not None else None
+
     @property
     def effective_batch(self) -> int:
         """Sequences per optimizer step."""

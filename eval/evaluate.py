@@ -100,14 +100,15 @@ def spread_indices(total: int, limit: int | None) -> list[int]:
 # ----------------------------------------------------------------------------- the evaluation
 
 def evaluate_model(model: nn.Module, tokenizer, examples: Sequence[dict], db_root: str | Path,
-                   out_dir: str | Path, *, batch_size: int = 16, max_new_tokens: int = 160,
+                   out_dir: str | Path | None, *, batch_size: int = 16, max_new_tokens: int = 160,
                    limit: int | None = None, settings: dict | None = None, keep_distinct: bool = False,
                    decoder: str = "auto", plug_value: bool = False, tables: str | Path | None = None,
                    log: Callable[[str], None] | None = print) -> dict:
     """Generate, score and write the report for `examples` (rows {messages, db_id, answer}).
 
     The model may be in training (a PeftModel mid-run): its train/eval mode and use_cache are
-    restored afterwards. Returns the eval.json content; prints the table when `log` is given."""
+    restored afterwards. Returns the eval.json content, written to `out_dir` unless it is None (a
+    validation during training keeps only the number); prints the table when `log` is given."""
     examples = list(examples)
     if not examples:
         raise ValueError("no examples to evaluate")
@@ -137,7 +138,8 @@ def evaluate_model(model: nn.Module, tokenizer, examples: Sequence[dict], db_roo
                         limit=limit, db_root=str(db_root), keep_distinct=keep_distinct,
                         plug_value=plug_value, decoder=decoder, **timing)
     report = build_report(scored, run_settings)
-    write_report(out_dir, scored, report)
+    if out_dir is not None:
+        write_report(out_dir, scored, report)
     if log is not None:
         log(format_table(report["metrics"]))
         counts = report["counts"]
@@ -148,8 +150,9 @@ def evaluate_model(model: nn.Module, tokenizer, examples: Sequence[dict], db_roo
         if counts["without_hardness"]:
             log(f"note: {counts['without_hardness']} gold queries are outside the hardness parser's SQL "
                 f"subset: counted in 'all' only")
-        log(f"report: {Path(out_dir) / 'eval.json'}, mistakes: {Path(out_dir) / 'mistakes.csv'}, "
-            f"official-evaluator files: gold.txt, pred.txt")
+        if out_dir is not None:
+            log(f"report: {Path(out_dir) / 'eval.json'}, mistakes: {Path(out_dir) / 'mistakes.csv'}, "
+                f"official-evaluator files: gold.txt, pred.txt")
     return report
 
 
