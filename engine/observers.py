@@ -169,6 +169,38 @@ class MetricsWriter(StepObserver):
         self.file.close()
 
 
+class TensorBoardWriter(StepObserver):
+    """--report-to tensorboard (Trainer: `TensorBoardCallback`): every number of the step's record as a
+    TensorBoard scalar in <run_dir>/tensorboard/ (`tensorboard --logdir runs` shows every run): the
+    training numbers under train/, each memory component in bytes under memory/, validation under eval/,
+    named as Trainer names them. metrics.jsonl stays the contract; this is a view of the same numbers
+    (float32, as TensorBoard stores them). Flushed every step, like metrics.jsonl. A resumed run purges
+    what an earlier writer logged from its first step on, so a step repeated after a resume shows once."""
+
+    TAGS = {"loss": "train/loss", "lr": "train/learning_rate", "grad_norm": "train/grad_norm",
+            "tokens_per_s": "train/tokens_per_s", "epoch": "train/epoch", "step_s": "train/step_s",
+            "tokens": "train/tokens", "label_tokens": "train/label_tokens", "val_loss": "eval/loss",
+            "val_ex": "eval/execution_accuracy"}
+
+    def __init__(self, run_dir: Path):
+        self.log_dir, self.writer = Path(run_dir) / "tensorboard", None
+
+    def on_train_begin(self, state: LoopState) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # only for --report-to tensorboard
+
+        self.writer = SummaryWriter(str(self.log_dir), purge_step=state.start_step + 1)
+
+    def on_log(self, state: LoopState, record: dict) -> None:
+        scalars = {tag: record[key] for key, tag in self.TAGS.items() if record.get(key) is not None}
+        scalars.update((f"memory/{key}", value) for key, value in record["mem"].items() if value is not None)
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, value, state.step)
+        self.writer.flush()
+
+    def on_train_end(self, state: LoopState) -> None:
+        self.writer.close()
+
+
 class ProgressBar(StepObserver):
     """A tqdm bar over the optimizer steps, and a log line every `log_every` steps and at the last."""
 
@@ -273,6 +305,8 @@ def default_observers(cfg: TrainConfig, model, optimizer, scheduler, micro_step,
         observers.append(validation)
     if dist.is_main:
         observers += [MetricsWriter(run_dir), ProgressBar(cfg.log_every)]
+    if dist.is_main and cfg.report_to == "tensorboard":
+        observers.append(TensorBoardWriter(run_dir))
     if dist.is_main and cfg.memory_snapshot:
         observers.append(AllocatorSnapshot(cfg.memory_snapshot, device))
     observers.append(NonFiniteGuard())  # after the record is written, before anything is saved

@@ -9,6 +9,7 @@ inside, everything undone when training ends.
 
 from __future__ import annotations
 
+import importlib.util
 import random
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -74,6 +75,8 @@ class Recipe:
 def set_up(cfg: TrainConfig, dist: Distributed, device: torch.device, say: Say = print) -> Recipe:
     """Build the run of `cfg` on `device`, printing what each stage decided."""
     check_switches(cfg, device, dist)
+    if cfg.report_to == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("--report-to tensorboard needs the tensorboard package: pip install tensorboard")
     for flag, on in (("--eval", cfg.eval), ("--eval-ex", cfg.eval_ex)):
         if on and dist.enabled:
             raise ConfigError(f"{flag} runs in a single process; evaluate the adapter afterwards with python -m "
