@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -28,9 +29,10 @@ from engine.device import resolve_device
 from engine.distributed import LaunchError, init_distributed, launch_environment, shutdown
 from engine.loop import train
 from engine.memory import format_bytes, tracked_total
-from engine.observers import StepObserver, TrainingDiverged
+from engine.observers import StepObserver, TrainingDiverged, Validation
 from engine.recipe import Recipe, set_up
 
+DESCRIPTION = __doc__.split("\n")[0]
 SUMMARY_KEYS = ("params_4bit", "params_frozen", "params_trainable", "grads", "optimizer", "optimizer_paged",
                 "activations", "peak_allocated", "reserved")
 
@@ -56,6 +58,7 @@ def run(cfg: TrainConfig, observers: list[StepObserver] = ()) -> RunResult:
     # Set-up: model -> data -> optimizer -> scheduler, then where to start (step 0, or the checkpoint).
     recipe = set_up(cfg, dist, device, say)
     start = resume_position(recipe, resume_from, run_dir) if resume_from else TrainState(world_size=dist.world_size)
+    validation = validation_observer(recipe, run_dir)
     if dist.is_main:
         atomic_write_json(run_dir / "config.json", cfg.to_dict())
 
@@ -69,7 +72,7 @@ def run(cfg: TrainConfig, observers: list[StepObserver] = ()) -> RunResult:
     with recipe.training() as micro_step:
         records = train(cfg, recipe.model, recipe.data, recipe.optimizer, recipe.scheduler, device=device,
                         run_dir=run_dir, start=start, total_steps=recipe.total_steps, is_peft=recipe.is_peft,
-                        dist=dist, micro_step=micro_step, observers=observers)
+                        dist=dist, micro_step=micro_step, observers=observers, validation=validation)
     elapsed = time.perf_counter() - started
 
     # ------------------------------------------------------------------------------------------
@@ -105,7 +108,9 @@ def resume_config(cfg: TrainConfig) -> tuple[TrainConfig, Path | None]:
         print(f"{given} stopped before its first checkpoint: starting it again at step 0")
         return TrainConfig(**resumed_settings(cfg, saved, out, resume=None)), None
     resume_from = find_checkpoint(given)
-    return TrainConfig(**resumed_settings(cfg, read_settings(resume_from / "config.json"), out, resume=cfg.resume)), resume_from
+    resumed = TrainConfig(**resumed_settings(cfg, read_settings(resume_from / "config.json"), out, resume=cfg.resume))
+    resumed.check_watching()  # the flags given beside --resume, with the run's own settings
+    return resumed, resume_from
 
 
 def resumed_settings(cfg: TrainConfig, saved: dict, out: Path, resume: str | None) -> dict:
@@ -161,14 +166,60 @@ def resume_position(recipe: Recipe, resume_from: Path, run_dir: Path) -> TrainSt
     return start
 
 
+def validation_observer(recipe: Recipe, run_dir: Path) -> Validation | None:
+    """--val-data / --val-split: val_loss, and with --eval-ex K val_ex, every --eval-every steps and at the
+    last (engine/observers.py); the records already in metrics.jsonl (a resumed run's) hold the best so far."""
+    cfg = recipe.cfg
+    if recipe.val_data is None:
+        return None
+    measures = {"val_loss": recipe.validation_loss}
+    if cfg.eval_ex:
+        measures["val_ex"] = execution_accuracy(recipe, cfg.eval_ex)
+    return Validation(measures, cfg.eval_every, history=read_metrics(run_dir))
+
+
+def evaluation_examples(cfg: TrainConfig) -> tuple[list[dict], Path, str]:
+    """(examples, database root, their name) for --eval and --eval-ex: the validation data when there is
+    some, else the bundled benchmark's --eval-split; prompts built from the training's schema flags."""
+    from eval.evaluate import evaluation_data
+
+    data, split = cfg.validation_source or ("bundled", cfg.eval_split)
+    spider = dict(tables=cfg.tables, db_dir=cfg.db_dir) if data != "bundled" else {}
+    examples, db_root = evaluation_data(data, split or "", schema=cfg.schema, **spider)
+    name = f"{data}{f' [{split}]' if split else ''}"
+    if cfg.validation_source is None and cfg.data != "bundled":
+        name += " (the bundled benchmark, not your --data: --val-data FILE evaluates on your own)"
+    return examples, db_root, name
+
+
+def execution_accuracy(recipe: Recipe, k: int) -> Callable[[], float]:
+    """--eval-ex K: execution accuracy on K examples of the validation data spread evenly, generated greedily
+    by the model as it trains, as eval.evaluate does (--decoder auto: for the Llama family a dense copy of the
+    weights exists while it generates, and is freed after). Checked now: a missing database fails before
+    the first step."""
+    from eval.evaluate import evaluate_model, spread_indices
+    from eval.report import check_databases
+
+    examples, db_root, _ = evaluation_examples(recipe.cfg)
+    picked = [examples[i] for i in spread_indices(len(examples), k)]
+    check_databases((str(e.get("db_id") or "") for e in picked), db_root)
+
+    def measure() -> float:
+        report = evaluate_model(recipe.model, recipe.tokenizer, picked, db_root, None, log=None)
+        return report["metrics"]["all"]["execution"]
+
+    return measure
+
+
 def evaluate(recipe: Recipe, out_dir: Path, which: str):
-    """--eval: execution accuracy on the bundled benchmark's --eval-split, greedy decoding (eval/)."""
-    from eval.evaluate import evaluate_model, evaluation_data
+    """--eval: execution accuracy on the validation data or the bundled benchmark's --eval-split, greedy
+    decoding (eval/); says which data it evaluates."""
+    from eval.evaluate import evaluate_model
     from models.load import load_tokenizer
 
     cfg = recipe.cfg
-    examples, db_root = evaluation_data("bundled", cfg.eval_split)
-    recipe.say(f"evaluating the {which} model on bundled [{cfg.eval_split}] ...")
+    examples, db_root, name = evaluation_examples(cfg)
+    recipe.say(f"evaluating the {which} model on {name} ...")
     tokenizer = recipe.tokenizer or load_tokenizer(cfg.model)  # None when training on token ids
     return evaluate_model(recipe.model, tokenizer, examples, db_root, out_dir, limit=cfg.eval_limit, log=recipe.say)
 
@@ -192,6 +243,13 @@ def summary(cfg: TrainConfig, records: list[dict], elapsed: float) -> str:
 
 # ---- command line ----------------------------------------------------------------------------
 
+def build_parser():
+    """The command line `main` parses: every TrainConfig field as a flag (engine/config.py)."""
+    from engine.config import build_parser as config_parser
+
+    return config_parser(config_file=True, description=DESCRIPTION)
+
+
 def interrupted(cfg: TrainConfig | None) -> str:
     """The line Ctrl-C prints: how far the run got, and the command that continues it."""
     given = Path(cfg.resume) if cfg and cfg.resume else None
@@ -212,7 +270,7 @@ def main(argv: list[str] | None = None, observers: list[StepObserver] = ()) -> i
     Ctrl-C one line and 130."""
     cfg = None
     try:
-        cfg = parse_config(argv, description=__doc__.split("\n")[0])
+        cfg = parse_config(argv, description=DESCRIPTION)
         try:
             run(cfg, observers)
         finally:

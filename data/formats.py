@@ -198,9 +198,12 @@ def load_examples(
     schema: bool = True,
     tables: str | None = None,
     db_dir: str | None = None,
+    require_schema: bool = False,
 ) -> datasets.Dataset:
     """Rows of {"messages", "db_id", "answer"}; `split` names the file only for "bundled" and
-    Spider-layout directories. schema=False leaves the DDL out of text-to-SQL prompts."""
+    Spider-layout directories. schema=False leaves the DDL out of text-to-SQL prompts; with
+    `require_schema` a Spider file whose schema cannot be found is an error rather than a note
+    (training: its prompts would differ from the evaluation's, which reads the databases)."""
     if source == "bundled":
         from data.sqlbench import bundled_benchmark_dir, split_name
 
@@ -225,6 +228,10 @@ def load_examples(
 
     if kind == "spider":
         schema_of = spider_schema_lookup(path, tables, db_dir) if schema else None
+        if schema and schema_of is None and require_schema:
+            raise ValueError(f"{path}: no schema for its text-to-SQL prompts (no tables.json or database/ beside "
+                             "it): give --db-dir DIR (holding <db_id>/<db_id>.sqlite) or --tables FILE, as to "
+                             "eval.evaluate, or --no-schema to leave the schema out")
         if schema and schema_of is None:
             print(f"{path}: no tables.json or database/ beside it: prompts carry no schema")
         return datasets.Dataset.from_dict(_spider_columns(records, path, schema_of))

@@ -10,6 +10,7 @@ renamed into place complete (data/files.py): a crash mid-save leaves the previou
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import random
 import re
@@ -104,6 +105,28 @@ def complete_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     """(step, path) of every complete checkpoint-N in `run_dir`, in step order."""
     return sorted((int(m.group(1)), p) for p in Path(run_dir).glob("checkpoint-*")
                   if (m := CHECKPOINT_PATTERN.match(p.name)) and (p / "training_state.pt").is_file())
+
+
+def rotate_checkpoints(run_dir: Path, limit: int, best_step: int | None = None) -> list[Path]:
+    """Trainer._rotate_checkpoints (--save-total-limit): delete the oldest complete checkpoints until at most
+    `limit` remain, never the latest (the one --resume continues from) nor `best_step`'s; with limit 1 and
+    a best that is not the latest both stay, as in Trainer. Returns the deleted paths. Each is renamed out
+    of the checkpoint-N name first, so an interrupted deletion never leaves a half-deleted directory that
+    looks complete (remove_leftovers finishes it at the next start)."""
+    found = complete_checkpoints(run_dir)
+    keep = {step for step, _ in found[-1:]} | {step for step, _ in found if step == best_step}
+    for step, _ in reversed(found):
+        if len(keep) >= limit:
+            break
+        keep.add(step)
+    removed = []
+    for step, path in found:
+        if step not in keep:
+            doomed = path.parent / f".{path.name}.old-{os.getpid()}"
+            os.replace(path, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 import inspect
 import json
 import math
@@ -30,6 +31,9 @@ def _is_split(name: str) -> bool:
     return name in BENCHMARK_SPLITS or name in SPLIT_ALIASES
 
 
+REPORT_TO = ("none", "tensorboard")  # train.py --report-to
+
+
 class ConfigError(ValueError):
     """A bad value on the command line or in a config: printed as one line, exit status 2."""
 
@@ -37,17 +41,20 @@ class ConfigError(ValueError):
 # What --resume may change: how far the run goes, how it is logged, saved and evaluated, and the speed and
 # memory switches (each keeps the loss of the plain loop). Everything else defines what is trained.
 RESUME_MAY_CHANGE = {"max_steps", "epochs", "log_every", "save_every", "dist_timeout", "memory_snapshot", "eval",
-                     "eval_split", "eval_limit", "fused_lora", "compile_layers", "cuda_graphs", "chunked_loss",
-                     "offload_embeddings", "offload_activations", "mlp_chunk", "expandable_segments", "cublas_workspace_mib", "out", "resume"}
+                     "eval_split", "eval_limit", "val_data", "val_split", "eval_every", "eval_ex", "save_best",
+                     "save_total_limit", "report_to", "fused_lora", "compile_layers", "cuda_graphs", "chunked_loss",
+                     "offload_embeddings", "offload_activations", "mlp_chunk", "expandable_segments",
+                     "cublas_workspace_mib", "out", "resume"}
 
 
 @dataclass
 class TrainConfig:
     # ---- model ------------------------------------------------------------------------------
     model: str = BUNDLED_NAME
-    """Model spec: the bundled SmolLM2-135M-Instruct (default), `arch:<preset>` for a random-init
-    model from a built-in architecture (tiny, smollm2-135m, llama-3.2-1b, qwen2.5-0.5b,
-    polyglot-ko-1.3b, hyperclovax-seed-1.5b, phi-3-mini, llama-3.1-8b), or a local HF directory."""
+    """Model spec: smollm2-135m-instruct (the bundled SmolLM2-135M-Instruct), `arch:<preset>` for a
+    random-init model from a built-in architecture (tiny, smollm2-135m, llama-3.2-1b, qwen2.5-0.5b,
+    polyglot-ko-1.3b, hyperclovax-seed-1.5b, phi-3-mini, llama-3.1-8b), a local HF directory, or a hub id
+    already in the local Hugging Face cache."""
     peft: Literal[PEFT_MODES] = "qlora"
     """qlora: 4-bit frozen base + LoRA; lora: base in the compute dtype + LoRA; full: every weight trained."""
     quant: Literal[QUANT_TYPES] = "nf4"
@@ -64,7 +71,7 @@ class TrainConfig:
     lora_dropout: float = 0.0
     """Dropout on the LoRA input path (0 keeps runs bit-reproducible across --resume)."""
     target_modules: Optional[list[str]] = None
-    """Linear layers to adapt, by module name (e.g. q_proj v_proj). Default: every linear layer of the decoder."""
+    """Linear layers to adapt, by module name, e.g. q_proj v_proj (default: every linear layer of the decoder)."""
     device: str = "auto"
     """auto (cuda if available, else cpu), cpu, cuda, or cuda:N."""
 
@@ -77,6 +84,17 @@ class TrainConfig:
     split: str = "train"
     """Split of the bundled benchmark to train on (train; test, heldout_db, heldout_domain are for evaluation),
     or the <split>.json of a Spider or BIRD directory."""
+    db_dir: Optional[str] = None
+    """Spider data: the directory of <db_id>/<db_id>.sqlite whose CREATE statements go into each prompt, as
+    for `eval.evaluate --db-dir`, so training and evaluation prompts are the same (default: database/
+    beside the data file)."""
+    tables: Optional[str] = None
+    """Spider data: tables.json, the schema source for a db_id without a SQLite file, as for `eval.evaluate
+    --tables` (default: tables.json beside the data file)."""
+    schema: bool = True
+    """Text-to-SQL prompts carry the schema DDL. Spider data whose schema is not found (no --db-dir,
+    --tables, nor database/ or tables.json beside the file) is an error; --no-schema trains on the
+    question alone (seed 000's prompt), and eval.evaluate then needs --no-schema too."""
     max_length: int = 512
     """Longest example in tokens. Longer examples are dropped and counted, never truncated (a cut answer
     would teach the model to stop mid-query)."""
@@ -95,8 +113,9 @@ class TrainConfig:
     ckpt: bool = False
     """Gradient checkpointing: keep only each decoder layer's input and recompute the layer in backward."""
     max_steps: int = 30
-    """Optimizer steps to run; -1 runs --epochs full epochs instead. The default fits ~15 min on a
-    2-core CPU; on a GPU use e.g. --max-steps 600 or --max-steps -1 --epochs 1."""
+    """Optimizer steps to run; -1 runs --epochs full epochs instead. 30 steps of --accum 4 --ckpt took 10.5
+    min on a 2-core CPU (the bundled model's conversion included); on a GPU use e.g. --max-steps 600 or
+    --max-steps -1 --epochs 1."""
     epochs: int = 1
     """Passes over the data when --max-steps is -1."""
     lr: float = 2e-4
@@ -116,16 +135,42 @@ class TrainConfig:
     """Apply the LM head and the loss only where the label is not -100 (the answer tokens): the vocab-wide
     logits of the prompt are never built. --no-loss-on-labels-only builds logits everywhere like HF models."""
 
-    # ---- evaluation ---------------------------------------------------------------------------
+    # ---- validation during training -----------------------------------------------------------
+    val_data: Optional[str] = None
+    """Validation data, in any format --data takes; Spider data reads its schema as the training data does
+    (--db-dir, --tables, --no-schema) (default: none; with --val-split alone, a split of --data)."""
+    val_split: Optional[str] = None
+    """Split of the validation data: of the bundled benchmark (test, heldout) or the file of a Spider-layout
+    directory (dev for dev.json); without --val-data, a split of --data (default: none)."""
+    eval_every: int = 0
+    """Validation every N optimizer steps and at the last step (Trainer: eval_steps): the token-weighted mean
+    loss over every label token of the validation data, the training loss's normalisation, goes into that
+    step's record as val_loss; 0: at the last step only, when there is validation data."""
+    eval_ex: int = 0
+    """At each validation, also text-to-SQL execution accuracy (val_ex) on this many validation examples,
+    spread evenly, generated greedily by the model as it trains; 0: off."""
+    save_best: bool = False
+    """Write checkpoint-N/ at each validation whose val_loss is the lowest so far, and never delete the best
+    one (Trainer: metric_for_best_model eval_loss, best_model_checkpoint)."""
+    save_total_limit: Optional[int] = None
+    """Keep at most N checkpoint-N/ directories: after each save the oldest are deleted, never the latest nor
+    the best one (Trainer: save_total_limit) (default: keep all)."""
+    report_to: Literal[REPORT_TO] = "none"
+    """tensorboard: also write every number of metrics.jsonl (loss, lr, grad norm, tokens/s, each memory
+    component, validation) as TensorBoard scalars in <out>/tensorboard (Trainer: report_to)."""
+
+    # ---- evaluation before and after training ----------------------------------------------------
     eval: bool = False
     """Measure text-to-SQL execution accuracy before and after training (greedy decoding, results executed
-    on read-only SQLite) and print both tables and the gain; reports in <out>/eval-base and <out>/eval-final."""
+    on read-only SQLite) on the validation data (--val-data / --val-split) when there is some, else on the
+    bundled benchmark's --eval-split, and print both tables and the gain; reports in <out>/eval-base and
+    <out>/eval-final."""
     eval_split: str = "heldout_db"
-    """Bundled benchmark split for --eval: heldout_db (databases never trained on, of the training domains),
-    heldout_domain (domains never trained on; `heldout` is another name for it) or test (new questions on
-    the training databases)."""
+    """Bundled benchmark split for --eval without validation data: heldout_db (databases never trained on, of
+    the training domains), heldout_domain (domains never trained on; `heldout` is another name for it) or
+    test (new questions on the training databases)."""
     eval_limit: Optional[int] = None
-    """Evaluate only this many examples, spread evenly over the split (default: all of it)."""
+    """Evaluate only this many examples, spread evenly over the split (default: all of them)."""
 
     fused_lora: bool = False
     """Run each LoRA layer as one autograd node (engine/features/fused_lora.py): peft's arithmetic without its extra
@@ -158,25 +203,27 @@ class TrainConfig:
     cublas_workspace_mib: Optional[int] = None
     """CUDA only: size of each cuBLAS workspace in MiB (CUBLAS_WORKSPACE_CONFIG). PyTorch keeps one per
     (cuBLAS handle, stream), and backward runs on a thread with its own handle: two or more workspaces
-    (32 MiB each by default on Hopper). Smaller ones leave cuBLAS fewer split-K choices."""
+    (PyTorch makes them 32 MiB each on Hopper). Smaller ones leave cuBLAS fewer split-K choices
+    (default: PyTorch's size)."""
 
     # ---- run --------------------------------------------------------------------------------
     seed: int = DEFAULT_SEED
     """Seed for data order, LoRA initialisation and random-init presets (seed 000 uses 1234)."""
     out: Optional[str] = None
-    """Output directory (default runs/<timestamp>): config.json, metrics.jsonl, adapter/, checkpoint-N/."""
+    """Output directory: config.json, metrics.jsonl, adapter/, checkpoint-N/, ... (default: runs/<timestamp>)."""
     log_every: int = 1
     """Print a log line every N optimizer steps (metrics.jsonl always gets every step)."""
     save_every: int = 0
     """Write checkpoint-N/ every N optimizer steps (0: only the final adapter)."""
     resume: Optional[str] = None
-    """Resume from a checkpoint-N directory, or from the latest checkpoint of a run directory."""
+    """Resume from a checkpoint-N directory, or from the latest checkpoint of a run directory (default: a
+    new run)."""
     dist_timeout: float = 300.0
     """Under torchrun: seconds a collective waits for the other ranks before the run fails with an error
     (a crashed or hung rank must not leave the others waiting forever)."""
     memory_snapshot: Optional[str] = None
     """CUDA only: record the allocator's history over the first 3 optimizer steps and write a snapshot
-    to this path (a .pickle that https://pytorch.org/memory_viz opens)."""
+    to this path (a .pickle that https://pytorch.org/memory_viz opens) (default: off)."""
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -223,10 +270,42 @@ class TrainConfig:
              f"--eval-split {self.eval_split!r} is not a split of the bundled benchmark: use one of "
              f"{', '.join(BENCHMARK_SPLITS + tuple(SPLIT_ALIASES))}")
         need(self.dist_timeout > 0, f"--dist-timeout must be > 0, got {self.dist_timeout}")
+        need(self.eval_every >= 0, f"--eval-every must be >= 0, got {self.eval_every}")
+        need(self.eval_ex >= 0, f"--eval-ex must be >= 0, got {self.eval_ex}")
+        need(self.save_total_limit is None or self.save_total_limit >= 1,
+             f"--save-total-limit must be >= 1, got {self.save_total_limit}")
+        if self.resume is None:  # resumed: checked once the run's saved settings are in (train.py)
+            self.check_watching()
+        need(self.val_data is not None or self.val_split is None or self.val_split != self.split
+             or self.data != "bundled", f"--val-split {self.val_split} is the split trained on (--split): "
+             "validation needs examples the model does not train on")
+        need(not (self.eval_ex and self.offload_embeddings), "--eval-ex generates with the LM head on the device: "
+             "it cannot run beside --offload-embeddings (validation loss can: drop --eval-ex)")
+        need(self.data != "bundled" or not (self.db_dir or self.tables),
+             "--db-dir and --tables apply to Spider files; the bundled benchmark has its own")
+        need(self.schema or not (self.db_dir or self.tables),
+             "--no-schema leaves the schema out of the prompts: --db-dir and --tables would not be read")
         need(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
              f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
+    def check_watching(self) -> None:
+        """What validation and checkpointing need from the rest of the configuration."""
+        for flag, on in (("--eval-every N", self.eval_every), ("--eval-ex K", self.eval_ex), ("--save-best", self.save_best)):
+            if on and self.validation_source is None:
+                raise ConfigError(f"{flag} needs validation data: --val-data FILE, or --val-split SPLIT of --data")
+        if self.save_total_limit is not None and not (self.save_every or self.save_best):
+            raise ConfigError("--save-total-limit N limits the checkpoints that --save-every or --save-best write: "
+                              "give one of them")
+
     # ---- derived numbers --------------------------------------------------------------------
+    @property
+    def validation_source(self) -> tuple[str, str | None] | None:
+        """(data, split) of the validation data: --val-data (and --val-split, for a bundled or Spider
+        directory), or --val-split of --data; None without either."""
+        if self.val_data is not None:
+            return self.val_data, self.val_split
+        return (self.data, self.val_split) if self.val_split is not None else None
+
     @property
     def effective_batch(self) -> int:
         """Sequences per optimizer step."""
@@ -242,7 +321,8 @@ class TrainConfig:
 
 def read_settings(file: Path) -> dict:
     """A run's config.json as TrainConfig fields; one line when it is not one (broken JSON, not an
-    object, or keys that are not TrainConfig fields: a config.json of some other program or model)."""
+    object, or keys that are not TrainConfig fields: a config.json of some other program or model).
+    The `resolved` record beside the settings (what the run resolved them to) is not a setting."""
     try:
         settings = json.loads(Path(file).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
@@ -250,11 +330,91 @@ def read_settings(file: Path) -> dict:
     if not isinstance(settings, dict):
         raise ConfigError(f"{file} is not a train.py config: it holds a JSON {type(settings).__name__}, "
                           "not an object of settings")
+    settings.pop(RESOLVED_KEY, None)
     unknown = sorted(set(settings) - {f.name for f in fields(TrainConfig)})
     if unknown:
         raise ConfigError(f"{file} is not a train.py config: unknown keys {', '.join(unknown[:5])}"
                           + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""))
     return settings
+
+
+# ---- --config FILE: settings from YAML or JSON -------------------------------------------------
+
+RESOLVED_KEY = "resolved"  # a run's config.json: what the settings resolved to on its machine (train.py)
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def read_config_file(file: str | Path, cls: type = TrainConfig) -> dict:
+    """--config FILE: settings keyed by field name (`batch_size: 4`, as in config.json), checked and
+    typed like the flags they stand for; one line naming the file and the key for anything else. A
+    run's config.json is one: its `resolved` record is skipped. Relative paths inside it are read from
+    the current directory, as on the command line."""
+    path = Path(file)
+    if path.suffix.lower() not in CONFIG_SUFFIXES:
+        raise ConfigError(f"--config {path}: expected a .yaml, .yml or .json file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--config {path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+    try:
+        settings = json.loads(text) if path.suffix.lower() == ".json" else _yaml(text)
+    except ValueError as e:  # the parser's own message (it names the line), on one line
+        raise ConfigError(f"--config {path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'} "
+                          f"({' '.join(str(e).split())[:160]})") from None
+    if settings is None:
+        return {}
+    if not isinstance(settings, dict):
+        raise ConfigError(f"--config {path}: expected a mapping of settings (key: value), got a "
+                          f"{type(settings).__name__}")
+    settings.pop(RESOLVED_KEY, None)
+    names = {f.name for f in fields(cls)}
+    for key in settings:
+        if key not in names:
+            close = difflib.get_close_matches(str(key).replace("-", "_"), sorted(names), n=1)
+            raise ConfigError(f"--config {path}: unknown key {key!r}" + (f" (did you mean {close[0]}?)" if close else
+                                                                          " (keys are train.py's options, e.g. batch_size)"))
+    hints = typing.get_type_hints(cls)
+    return {key: _typed(value, hints[key], f"--config {path}: {key}") for key, value in settings.items()}
+
+
+def _yaml(text: str):
+    import yaml  # only for --config FILE.yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:  # its message names the line; the stream's name is noise
+        raise ValueError(str(e).replace('in "<unicode string>", ', "")) from None
+
+
+def _typed(value, hint, where: str):
+    """`value` as the field's type: a number for a float (YAML reads 2e-4 as a string, so a numeric
+    string is taken), a whole number for an int, true/false for a flag, a list of strings for a list."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union and type(None) in args:
+        if value is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is bool:
+        ok, kind = isinstance(value, bool), "true or false"
+    elif hint is int:
+        ok, kind = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+    elif hint is float:
+        kind = "a number"
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if isinstance(value, str):
+            try:
+                value, ok = float(value), True
+            except ValueError:
+                ok = False
+        value = float(value) if ok else value
+    elif origin is list:
+        ok, kind = isinstance(value, list) and all(isinstance(v, args[0]) for v in value), "a list of strings"
+    else:  # str, and Literal choices (which __post_init__ checks against the choices)
+        ok, kind = isinstance(value, str), "a string"
+    if not ok:
+        raise ConfigError(f"{where} must be {kind}, got {json.dumps(value)[:60]}")
+    return value
 
 
 # ---- CLI generated from the dataclass ---------------------------------------------------------
@@ -272,6 +432,16 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+def help_text(doc: str, default) -> str:
+    """A field's docstring and its default, once: a docstring that states its own `(default: ...)` (what
+    None means, for one) keeps it; booleans read on/off. `%` is escaped for argparse's formatting."""
+    if "(default:" not in doc:
+        shown = (("on" if default else "off") if isinstance(default, bool)
+                 else " ".join(map(str, default)) if isinstance(default, list) else default)
+        doc = f"{doc} (default: {shown})"
+    return doc.replace("%", "%%")
+
+
 def _add_field(parser: argparse.ArgumentParser, f, hint, doc: str) -> None:
     flag = "--" + f.name.replace("_", "-")
     default = f.default if f.default is not MISSING else None
@@ -279,15 +449,16 @@ def _add_field(parser: argparse.ArgumentParser, f, hint, doc: str) -> None:
     if origin is typing.Union and type(None) in args:  # Optional[X] -> X, default None
         hint = next(a for a in args if a is not type(None))
         origin, args = typing.get_origin(hint), typing.get_args(hint)
-    help_text = f"{doc} (default: {default})"
     if hint is bool:
-        parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=doc)
+        action = parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
     elif origin is Literal:
-        parser.add_argument(flag, choices=list(args), default=default, help=help_text)
+        action = parser.add_argument(flag, choices=list(args), default=default)
     elif origin is list:
-        parser.add_argument(flag, nargs="+", type=args[0], default=default, help=help_text)
+        action = parser.add_argument(flag, nargs="+", type=args[0], default=default)
     else:
-        parser.add_argument(flag, type=hint, default=default, help=help_text)
+        action = parser.add_argument(flag, type=hint, default=default)
+    # Set after creation: some Python versions' BooleanOptionalAction append a default of their own.
+    action.help = help_text(doc, default)
 
 
 class _OneLineErrorParser(argparse.ArgumentParser):
@@ -297,8 +468,13 @@ class _OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see --help)\n")
 
 
-def build_parser(cls: type = TrainConfig, **kwargs) -> argparse.ArgumentParser:
+def build_parser(cls: type = TrainConfig, *, config_file: bool = False, **kwargs) -> argparse.ArgumentParser:
+    """A flag per field; with `config_file`, --config FILE first (it is no field: a file names settings)."""
     parser = _OneLineErrorParser(**kwargs)
+    if config_file:
+        parser.add_argument("--config", metavar="FILE", default=None, help=help_text(
+            "YAML or JSON file of settings keyed by option name (batch_size: 4, as a run's config.json, which "
+            "is one); flags given on the command line override it; recipes in docs/recipes/", "none"))
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     for f in fields(cls):
@@ -307,7 +483,14 @@ def build_parser(cls: type = TrainConfig, **kwargs) -> argparse.ArgumentParser:
 
 
 def parse_config(argv: list[str] | None = None, cls: type = TrainConfig, **kwargs):
-    """Command line -> config. Unknown flags and bad choices exit 2 with one line (argparse);
-    bad values raise ConfigError from `__post_init__` (the caller prints it and exits 2)."""
-    namespace = build_parser(cls, **kwargs).parse_args(argv)
-    return cls(**vars(namespace))
+    """Command line (and --config FILE) -> config. The file's settings become the flags' defaults, so a
+    flag given on the command line wins (HF's `HfArgumentParser` reads a file instead of the command
+    line; here both combine). Unknown flags and bad choices exit 2 with one line (argparse); bad values
+    and a bad file raise ConfigError (the caller prints it and exits 2)."""
+    parser = build_parser(cls, config_file=True, **kwargs)
+    config_file = parser.parse_known_args(argv)[0].config  # the same parser: --conf abbreviates alike
+    if config_file:
+        parser.set_defaults(**read_config_file(config_file, cls))
+    settings = vars(parser.parse_args(argv))
+    settings.pop("config")
+    return cls(**settings)

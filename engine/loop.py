@@ -10,7 +10,7 @@ Each function carries the name of the Trainer method it stands for; docs/how-tra
 through Trainer's own code beside these lines. What is not here on purpose: the micro-step's
 implementation (engine/step.py: eager or CUDA graphs, chosen before the loop), data parallelism
 (engine/distributed.py: no-ops in one process), and everything that only watches a step — memory,
-metrics, progress, checkpoints (engine/observers.py).
+metrics, validation, progress, TensorBoard, checkpoints (engine/observers.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from data.batching import TrainData, batch_order
 from engine.checkpoint import TrainState
 from engine.config import TrainConfig
 from engine.distributed import Distributed
-from engine.observers import LoopState, Observers, StepObserver, default_observers
+from engine.observers import LoopState, Observers, StepObserver, Validation, default_observers
 from engine.step import MicroStep, prepare_micro_step
 
 
@@ -116,13 +116,14 @@ def log_record(window: Window, *, step: int, loss: float, lr: float, grad_norm: 
 def train(cfg: TrainConfig, model: torch.nn.Module, data: TrainData, optimizer: torch.optim.Optimizer,
           scheduler, *, device: torch.device, run_dir: Path, start: TrainState = TrainState(), total_steps: int,
           is_peft: bool = True, dist: Distributed = Distributed(), micro_step: MicroStep | None = None,
-          observers: list[StepObserver] = ()) -> list[dict]:
+          observers: list[StepObserver] = (), validation: Validation | None = None) -> list[dict]:
     """Trainer._inner_training_loop: optimizer steps `start.step + 1 .. total_steps`; returns their records
     (rank 0 also appends them to `run_dir/metrics.jsonl`). `micro_step`: built by `prepare_micro_step`
-    unless given (keep one to reuse its CUDA graphs across calls); `observers` run after the defaults."""
+    unless given (keep one to reuse its CUDA graphs across calls); `validation` runs among the defaults,
+    before the record is written; `observers` run after the defaults."""
     micro_step = micro_step or prepare_micro_step(cfg, model, data, device, dist)
-    observe = Observers(default_observers(cfg, model, optimizer, scheduler, micro_step, device=device,
-                                          run_dir=run_dir, is_peft=is_peft, dist=dist) + list(observers))
+    observe = Observers(default_observers(cfg, model, optimizer, scheduler, micro_step, device=device, run_dir=run_dir,
+                                          is_peft=is_peft, dist=dist, validation=validation) + list(observers))
     trainable = [p for p in model.parameters() if p.requires_grad]
     windows = accumulation_windows(data, cfg, start, dist)
     state = LoopState(position=start, start_step=start.step, total_steps=total_steps)

@@ -10,7 +10,7 @@ The loop calls every observer at the same fixed points, in the order they were s
     on_train_end                        after the last step (files closed)
 
 Trainer's `TrainerCallback` has the same hooks (and more). Each observer below does one thing;
-`default_observers` is the set train.py runs with. Validation and TensorBoard belong here too.
+`default_observers` is the set train.py runs with.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
 
-from engine.checkpoint import TrainState, save_checkpoint
+from engine.checkpoint import TrainState, rotate_checkpoints, save_checkpoint
 from engine.config import TrainConfig
 from engine.distributed import Distributed
 from engine.memory import (SNAPSHOT_STEPS, MemoryTracker, dump_allocator_history, format_bytes, gradient_bytes,
@@ -125,6 +126,31 @@ class DataParallelRecord(StepObserver):
                       grad_allreduces=self.module.grad_allreduces)
 
 
+class Validation(StepObserver):
+    """Trainer's evaluation on `eval_steps` (`_maybe_log_save_evaluate` -> `evaluate`): every `every` steps
+    and at the last one, each of `measures` (record key -> function of the model as it is now: val_loss,
+    val_ex) goes into the step's record before it is written. A step whose loss is not finite is not
+    validated (the non-finite guard ends the run there). Runs on every rank: the loss is summed over them.
+    Tracks the lowest val_loss so far (Trainer: `state.best_metric`, `best_model_checkpoint`), from the
+    records of the steps before a resume too (`history`), for --save-best; the earliest step wins a tie."""
+
+    def __init__(self, measures: dict[str, Callable[[], float]], every: int, history: list[dict] = ()):
+        self.measures, self.every = measures, every
+        best = min((r for r in history if "val_loss" in r), key=lambda r: r["val_loss"], default=None)
+        self.best_step, self.best_loss = (best["step"], best["val_loss"]) if best else (None, math.inf)
+
+    def on_log(self, state: LoopState, record: dict) -> None:
+        due = (self.every > 0 and state.step % self.every == 0) or state.is_last_step
+        if not due or not math.isfinite(record["loss"]):
+            return
+        for key, measure in self.measures.items():
+            record[key] = measure()
+        if torch.cuda.is_available():  # the blocks validation cached go back: reserved keeps measuring training
+            torch.cuda.empty_cache()
+        if record["val_loss"] < self.best_loss:
+            self.best_step, self.best_loss = state.step, record["val_loss"]
+
+
 class MetricsWriter(StepObserver):
     """Appends each record to `run_dir/metrics.jsonl`, one JSON object per line, flushed every step."""
 
@@ -143,6 +169,38 @@ class MetricsWriter(StepObserver):
         self.file.close()
 
 
+class TensorBoardWriter(StepObserver):
+    """--report-to tensorboard (Trainer: `TensorBoardCallback`): every number of the step's record as a
+    TensorBoard scalar in <run_dir>/tensorboard/ (`tensorboard --logdir runs` shows every run): the
+    training numbers under train/, each memory component in bytes under memory/, validation under eval/,
+    named as Trainer names them. metrics.jsonl stays the contract; this is a view of the same numbers
+    (float32, as TensorBoard stores them). Flushed every step, like metrics.jsonl. A resumed run purges
+    what an earlier writer logged from its first step on, so a step repeated after a resume shows once."""
+
+    TAGS = {"loss": "train/loss", "lr": "train/learning_rate", "grad_norm": "train/grad_norm",
+            "tokens_per_s": "train/tokens_per_s", "epoch": "train/epoch", "step_s": "train/step_s",
+            "tokens": "train/tokens", "label_tokens": "train/label_tokens", "val_loss": "eval/loss",
+            "val_ex": "eval/execution_accuracy"}
+
+    def __init__(self, run_dir: Path):
+        self.log_dir, self.writer = Path(run_dir) / "tensorboard", None
+
+    def on_train_begin(self, state: LoopState) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # only for --report-to tensorboard
+
+        self.writer = SummaryWriter(str(self.log_dir), purge_step=state.start_step + 1)
+
+    def on_log(self, state: LoopState, record: dict) -> None:
+        scalars = {tag: record[key] for key, tag in self.TAGS.items() if record.get(key) is not None}
+        scalars.update((f"memory/{key}", value) for key, value in record["mem"].items() if value is not None)
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, value, state.step)
+        self.writer.flush()
+
+    def on_train_end(self, state: LoopState) -> None:
+        self.writer.close()
+
+
 class ProgressBar(StepObserver):
     """A tqdm bar over the optimizer steps, and a log line every `log_every` steps and at the last."""
 
@@ -157,7 +215,7 @@ class ProgressBar(StepObserver):
         self.bar.update(1)
         self.bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", tok_s=f"{record['tokens_per_s']:.0f}",
                              mem=format_bytes(mem["allocated"] if mem["allocated"] is not None else tracked_total(mem)))
-        if state.step % self.log_every == 0 or state.is_last_step:
+        if state.step % self.log_every == 0 or state.is_last_step or "val_loss" in record:
             self.bar.write(format_log_line(record))
 
     def on_train_end(self, state: LoopState) -> None:
@@ -207,37 +265,54 @@ class AllocatorSnapshot(StepObserver):
 
 
 class CheckpointSaver(StepObserver):
-    """Trainer's save strategy "steps": `checkpoint-N/` every `save_every` steps and at the last
-    (engine/checkpoint.py). Every rank holds the same state after a step, so rank 0 alone writes."""
+    """Trainer's `_save_checkpoint`: `checkpoint-N/` every `save_every` steps and at the last (save strategy
+    "steps"), and with --save-best at each validation that lowers val_loss (engine/checkpoint.py); then
+    Trainer's `_rotate_checkpoints` when --save-total-limit is given: the oldest go, never the latest nor
+    the best. Every rank holds the same state after a step, so rank 0 alone writes."""
 
-    def __init__(self, run_dir: Path, model, optimizer, scheduler, cfg: TrainConfig, *, is_peft: bool):
+    def __init__(self, run_dir: Path, model, optimizer, scheduler, cfg: TrainConfig, *, is_peft: bool,
+                 validation: Validation | None = None):
         self.run_dir, self.model, self.optimizer, self.scheduler = run_dir, model, optimizer, scheduler
         self.cfg, self.is_peft = cfg, is_peft
+        self.best = validation if cfg.save_best else None  # whose best_step is the checkpoint to keep
 
     def on_step_end(self, state: LoopState) -> None:
-        if state.step % self.cfg.save_every == 0 or state.is_last_step:
+        every = self.cfg.save_every
+        scheduled = every > 0 and (state.step % every == 0 or state.is_last_step)
+        improved = self.best is not None and self.best.best_step == state.step
+        if scheduled or improved:
             save_checkpoint(self.run_dir, self.model, self.optimizer, self.scheduler, state.position,
                             self.cfg.to_dict(), is_peft=self.is_peft)
+            if self.cfg.save_total_limit:
+                rotate_checkpoints(self.run_dir, self.cfg.save_total_limit,
+                                   best_step=self.best.best_step if self.best else None)
 
 
 def default_observers(cfg: TrainConfig, model, optimizer, scheduler, micro_step, *, device: torch.device,
-                      run_dir: Path, is_peft: bool, dist: Distributed) -> list[StepObserver]:
+                      run_dir: Path, is_peft: bool, dist: Distributed,
+                      validation: Validation | None = None) -> list[StepObserver]:
     """The observers of a train.py run, in the order they must run: the memory record first (the others
-    read it), every rank's parts next (a collective), then what rank 0 alone writes and prints, the
-    non-finite guard, and the checkpoint last (a diverged step is never saved)."""
+    read it), every rank's parts next (collectives: the ranks' memory, the validation loss), then what
+    rank 0 alone writes and prints, the non-finite guard, and the checkpoint last (a diverged step is
+    never saved)."""
     tracker = MemoryTracker(model, optimizer, device, activations=micro_step.activations,
                             measure_cublas_workspace=not micro_step.recorded,
                             replay_peak_allocated=micro_step.peak_allocated)
     observers: list[StepObserver] = [MemoryRecorder(tracker)]
     if dist.enabled:
         observers.append(DataParallelRecord(dist, micro_step.module))
+    if validation is not None:  # before the record is written: val_loss is part of it
+        observers.append(validation)
     if dist.is_main:
         observers += [MetricsWriter(run_dir), ProgressBar(cfg.log_every)]
+    if dist.is_main and cfg.report_to == "tensorboard":
+        observers.append(TensorBoardWriter(run_dir))
     if dist.is_main and cfg.memory_snapshot:
         observers.append(AllocatorSnapshot(cfg.memory_snapshot, device))
     observers.append(NonFiniteGuard())  # after the record is written, before anything is saved
-    if dist.is_main and cfg.save_every:
-        observers.append(CheckpointSaver(run_dir, model, optimizer, scheduler, cfg, is_peft=is_peft))
+    if dist.is_main and (cfg.save_every or cfg.save_best):
+        observers.append(CheckpointSaver(run_dir, model, optimizer, scheduler, cfg, is_peft=is_peft,
+                                         validation=validation))
     return observers
 
 
@@ -249,4 +324,8 @@ def format_log_line(record: dict) -> str:
             f"grads {format_bytes(mem['grads'])} optim {format_bytes(mem['optimizer'])} act {format_bytes(mem['activations'])}")
     if mem["allocated"] is not None:
         line += f" | cuda alloc {format_bytes(mem['allocated'])} peak {format_bytes(mem['peak_allocated'])}"
+    if "val_loss" in record:
+        line += f" | val_loss {record['val_loss']:.4f}"
+    if record.get("val_ex") is not None:
+        line += f" | val_ex {record['val_ex']:.3f}"
     return line

@@ -9,9 +9,11 @@ inside, everything undone when training ends.
 
 from __future__ import annotations
 
+import importlib.util
 import random
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
@@ -28,7 +30,8 @@ from engine.loop import total_optimizer_steps
 from engine.memory import format_bytes
 from engine.optim import create_optimizer, resolve_optimizer_name
 from engine.schedule import create_scheduler
-from engine.step import MicroStep, prepare_micro_step
+from engine.step import MicroStep, head_loss_for, prepare_micro_step
+from engine.validation import validation_loss
 from models.load import is_random_init, load_model, load_tokenizer
 
 Say = Callable[[str], None]
@@ -49,10 +52,17 @@ class Recipe:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     total_steps: int
     say: Say = print
+    val_data: TrainData | None = None  # --val-data / --val-split, tokenised as the training data is
 
     @property
     def is_peft(self) -> bool:
         return self.cfg.peft != "full"
+
+    def validation_loss(self) -> float:
+        """val_loss of the model as it is now (engine/validation.py), with the training's loss head."""
+        return validation_loss(self.model, self.val_data, batch_size=self.cfg.batch_size,
+                               label_only=self.cfg.loss_on_labels_only, head_loss=head_loss_for(self.cfg),
+                               device=self.device, dist=self.dist)
 
     @contextmanager
     def training(self) -> Iterator[MicroStep]:
@@ -65,8 +75,12 @@ class Recipe:
 def set_up(cfg: TrainConfig, dist: Distributed, device: torch.device, say: Say = print) -> Recipe:
     """Build the run of `cfg` on `device`, printing what each stage decided."""
     check_switches(cfg, device, dist)
-    if cfg.eval and dist.enabled:
-        raise ConfigError("--eval runs in a single process; evaluate the adapter afterwards with python -m eval.evaluate")
+    if cfg.report_to == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("--report-to tensorboard needs the tensorboard package: pip install tensorboard")
+    for flag, on in (("--eval", cfg.eval), ("--eval-ex", cfg.eval_ex)):
+        if on and dist.enabled:
+            raise ConfigError(f"{flag} runs in a single process; evaluate the adapter afterwards with python -m "
+                              "eval.evaluate")
     apply_cuda_memory_settings(cfg)  # before the model exists: its first allocation reads them
     random.seed(cfg.seed)  # Trainer: set_seed (the model's own draws are seeded by load_model)
     torch.manual_seed(cfg.seed)
@@ -75,9 +89,11 @@ def set_up(cfg: TrainConfig, dist: Distributed, device: torch.device, say: Say =
         f"{str(compute_dtype).removeprefix('torch.')}")
     model = load_model_for_training(cfg, device, compute_dtype, say)
     data, tokenizer = load_train_data(cfg, model, say)
+    val_data = load_validation_data(cfg, model, tokenizer, say)
     total_steps = count_steps(cfg, data, dist, say)
     optimizer, scheduler = create_optimizer_and_scheduler(cfg, model, device, total_steps, say)
-    return Recipe(cfg, dist, device, compute_dtype, tokenizer, model, data, optimizer, scheduler, total_steps, say)
+    return Recipe(cfg, dist, device, compute_dtype, tokenizer, model, data, optimizer, scheduler, total_steps, say,
+                  val_data)
 
 
 def load_model_for_training(cfg: TrainConfig, device: torch.device, compute_dtype: torch.dtype,
@@ -110,20 +126,17 @@ def load_train_data(cfg: TrainConfig, model: torch.nn.Module, say: Say = print) 
         data = TrainData(*dummy_examples(seq_len, 64, vocab_size, cfg.seed), pad_token_id=pad)
     elif (count := parse_synthetic_spec(cfg.data)) is not None:
         data = TrainData(*synthetic_examples(count, vocab_size=vocab_size, end_id=eos, seed=cfg.seed), pad_token_id=pad)
-    else:  # imported here: reading text formats needs `datasets`, token ids do not
-        from data.formats import load_examples
-        from data.tokenize import tokenize_dataset
-
+    else:
         tokenizer = load_tokenizer(cfg.model)
-        tokenized = tokenize_dataset(load_examples(cfg.data, cfg.split), tokenizer, cfg.max_length)
-        data = TrainData(tokenized.dataset["input_ids"], tokenized.dataset["labels"], tokenizer.pad_token_id)
-        num_dropped = tokenized.num_dropped
+        data, num_dropped = load_text_data(cfg, cfg.data, cfg.split, tokenizer)
     if not data.input_ids:
         raise ConfigError(f"no training example fits --max-length {cfg.max_length}")
+    if tokenizer is None and (cfg.db_dir or cfg.tables or cfg.validation_source):
+        raise ConfigError(f"--data {cfg.data} is token ids: --db-dir, --tables and validation data apply to text data")
     if is_random_init(cfg.model) and max(max(ids) for ids in data.input_ids) >= vocab_size:
         say(f"note: {cfg.model} has a {vocab_size}-token vocabulary, smaller than the tokenizer's: token ids "
             f"are folded modulo {vocab_size} (random weights: memory and speed are unaffected)")
-        data = data.fold_token_ids(vocab_size)
+    data = fold_for(cfg, model, data)
     lengths = data.lengths
     label_tokens = sum(sum(1 for t in y if t != IGNORE_INDEX) for y in data.labels)
     say(f"data {cfg.data} [{cfg.split}]: {len(lengths)} examples, {num_dropped} dropped (longer than "
@@ -134,6 +147,51 @@ def load_train_data(cfg: TrainConfig, model: torch.nn.Module, say: Say = print) 
         say(f"packing: {len(lengths)} examples in {len(data.input_ids)} rows of up to {cfg.max_length} tokens, "
             f"{sum(lengths) / (len(data.input_ids) * cfg.max_length):.1%} filled")
     return data, tokenizer
+
+
+def load_text_data(cfg: TrainConfig, source: str, split: str, tokenizer) -> tuple[TrainData, int]:
+    """(data, examples dropped as longer than --max-length) of a text source: records of any format
+    (data/formats.py) with the schema as --db-dir/--tables/--no-schema say, rendered with the model's chat
+    template and masked (data/tokenize.py). The training and the validation data both come through here."""
+    from data.formats import load_examples  # imported here: text formats need `datasets`, token ids do not
+    from data.tokenize import tokenize_dataset
+
+    examples = load_examples(source, split, schema=cfg.schema, tables=cfg.tables, db_dir=cfg.db_dir,
+                             require_schema=cfg.schema)
+    tokenized = tokenize_dataset(examples, tokenizer, cfg.max_length)
+    return (TrainData(tokenized.dataset["input_ids"], tokenized.dataset["labels"], tokenizer.pad_token_id),
+            tokenized.num_dropped)
+
+
+def fold_for(cfg: TrainConfig, model: torch.nn.Module, data: TrainData) -> TrainData:
+    """Token ids folded into a random-init preset's smaller vocabulary (TrainData.fold_token_ids); as is otherwise."""
+    vocab_size = model.get_input_embeddings().num_embeddings
+    if is_random_init(cfg.model) and data.input_ids and max(max(ids) for ids in data.input_ids) >= vocab_size:
+        return data.fold_token_ids(vocab_size)
+    return data
+
+
+def load_validation_data(cfg: TrainConfig, model: torch.nn.Module, tokenizer, say: Say = print) -> TrainData | None:
+    """--val-data / --val-split as TrainData, through the training data's own path (same template, schema,
+    masking and --max-length); None without validation data."""
+    if cfg.validation_source is None:
+        return None
+    source, split = cfg.validation_source
+    has_splits = source == "bundled" or Path(source).is_dir()
+    if split is None and has_splits:
+        raise ConfigError(f"--val-data {source} holds several splits: name one with --val-split (bundled: test or "
+                          "heldout; a Spider directory: the file's name, e.g. dev)")
+    if split is not None and not has_splits:
+        raise ConfigError(f"--val-split {split}: {source} is one file, without splits; validate on another file "
+                          "with --val-data FILE")
+    data, num_dropped = load_text_data(cfg, source, split or "", tokenizer)
+    if not data.input_ids:
+        raise ConfigError(f"no validation example fits --max-length {cfg.max_length}")
+    data = fold_for(cfg, model, data)
+    label_tokens = sum(data.label_tokens(i) for i in range(len(data.input_ids)))
+    say(f"validation data {source}{f' [{split}]' if split else ''}: {len(data.input_ids)} examples, {num_dropped} "
+        f"dropped (longer than --max-length {cfg.max_length}), {label_tokens} label tokens")
+    return data
 
 
 def count_steps(cfg: TrainConfig, data: TrainData, dist: Distributed, say: Say = print) -> int:

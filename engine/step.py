@@ -21,7 +21,7 @@ from engine.distributed import Distributed
 from engine.features.chunked_loss import chunked_head_loss
 from engine.features.cuda_graphs import GraphedMicroSteps
 from engine.features.offload_activations import ActivationOffload
-from engine.loss import CausalLMLoss, plain_head_loss
+from engine.loss import CausalLMLoss, HeadLoss, plain_head_loss
 from engine.memory import ActivationCounter
 
 
@@ -69,6 +69,12 @@ def enable_gradient_checkpointing(model: torch.nn.Module, cfg: TrainConfig) -> N
         "use_reentrant": False, **({"preserve_rng_state": False} if cfg.cuda_graphs else {})})
 
 
+def head_loss_for(cfg: TrainConfig) -> HeadLoss:
+    """The LM head and loss the run computes with, chosen once (validation uses it too). --offload-embeddings
+    streams the head from host memory: only the chunked loss can do that."""
+    return chunked_head_loss if cfg.chunked_loss or cfg.offload_embeddings else plain_head_loss
+
+
 def prepare_micro_step(cfg: TrainConfig, model: torch.nn.Module, data: TrainData, device: torch.device,
                        dist: Distributed = Distributed(), log: Callable[[str], None] = print) -> MicroStep:
     """Ready `model` for training and build the micro-step `cfg` asks for. Order matters: checkpointing
@@ -78,8 +84,7 @@ def prepare_micro_step(cfg: TrainConfig, model: torch.nn.Module, data: TrainData
         enable_gradient_checkpointing(model, cfg)
     model.config.use_cache = False  # a KV cache is for generation; in training it only costs memory
     model.train()
-    # --offload-embeddings streams the head from host memory: only the chunked loss can do that.
-    head_loss = chunked_head_loss if cfg.chunked_loss or cfg.offload_embeddings else plain_head_loss
+    head_loss = head_loss_for(cfg)
     if cfg.cuda_graphs:
         graphed = GraphedMicroSteps.for_training(model, data, batch_size=cfg.batch_size,
                                                  label_only=cfg.loss_on_labels_only, device=device, head_loss=head_loss)

@@ -137,18 +137,26 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m eval.bench_generate", description=__doc__.split("\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m eval.bench_generate",
+                                description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--model", nargs="+", default=["arch:smollm2-135m", "arch:llama-3.2-1b"],
                    help="model specs (default: arch:smollm2-135m arch:llama-3.2-1b)")
-    p.add_argument("--adapter", default=None, help="a run's adapter directory instead of random LoRA B (one model)")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64], help="(default: 16 64)")
+    p.add_argument("--adapter", default=None,
+                   help="a run's adapter directory, for one model (default: random LoRA B)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64],
+                   help="rows generated together, one measurement each (default: 16 64)")
     p.add_argument("--new-tokens", type=int, default=64, help="tokens generated per row (default: 64)")
     p.add_argument("--examples", type=int, default=128, help="prompts timed per batch size (default: 128)")
-    p.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS, help="(default: all three)")
+    p.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS,
+                   help=f"which generators to time (default: {' '.join(SYSTEMS)})")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--out", default=None, help="directory for bench.json and bench.md (default: print only)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.adapter and len(args.model) != 1:
         print("error: --adapter needs exactly one --model", file=sys.stderr)
         return 2

@@ -42,8 +42,9 @@ _QUESTION = re.compile(r".*<USER_QUERY>\s*(.*?)\s*</USER_QUERY>", re.DOTALL)
 # ----------------------------------------------------------------------------- data
 
 def evaluation_data(data: str, split: str = "heldout_db", *, tables: str | None = None,
-                    db_dir: str | None = None) -> tuple[list[dict], Path]:
-    """(examples, database root) for `data` as the CLI's --data/--split/--tables/--db-dir take it.
+                    db_dir: str | None = None, schema: bool = True) -> tuple[list[dict], Path]:
+    """(examples, database root) for `data` as the CLI's --data/--split/--tables/--db-dir/--no-schema
+    take it, and as train.py builds its prompts from the same flags.
 
     Examples are load_examples rows {messages, db_id, answer}; the database root holds
     <db_id>/<db_id>.sqlite (bundled: the benchmark's database/; a Spider file or directory: the
@@ -68,7 +69,8 @@ def evaluation_data(data: str, split: str = "heldout_db", *, tables: str | None 
     if not db_root.is_dir():
         raise ValueError(f"database directory not found: {db_root} (give --db-dir DIR holding "
                          f"<db_id>/<db_id>.sqlite)")
-    examples = load_examples(data, split, tables=tables, db_dir=str(db_root) if data != "bundled" else None)
+    examples = load_examples(data, split, schema=schema, tables=tables if schema else None,
+                             db_dir=str(db_root) if data != "bundled" and schema else None)
     return examples.to_list(), db_root
 
 
@@ -98,14 +100,15 @@ def spread_indices(total: int, limit: int | None) -> list[int]:
 # ----------------------------------------------------------------------------- the evaluation
 
 def evaluate_model(model: nn.Module, tokenizer, examples: Sequence[dict], db_root: str | Path,
-                   out_dir: str | Path, *, batch_size: int = 16, max_new_tokens: int = 160,
+                   out_dir: str | Path | None, *, batch_size: int = 16, max_new_tokens: int = 160,
                    limit: int | None = None, settings: dict | None = None, keep_distinct: bool = False,
                    decoder: str = "auto", plug_value: bool = False, tables: str | Path | None = None,
                    log: Callable[[str], None] | None = print) -> dict:
     """Generate, score and write the report for `examples` (rows {messages, db_id, answer}).
 
     The model may be in training (a PeftModel mid-run): its train/eval mode and use_cache are
-    restored afterwards. Returns the eval.json content; prints the table when `log` is given."""
+    restored afterwards. Returns the eval.json content, written to `out_dir` unless it is None (a
+    validation during training keeps only the number); prints the table when `log` is given."""
     examples = list(examples)
     if not examples:
         raise ValueError("no examples to evaluate")
@@ -135,7 +138,8 @@ def evaluate_model(model: nn.Module, tokenizer, examples: Sequence[dict], db_roo
                         limit=limit, db_root=str(db_root), keep_distinct=keep_distinct,
                         plug_value=plug_value, decoder=decoder, **timing)
     report = build_report(scored, run_settings)
-    write_report(out_dir, scored, report)
+    if out_dir is not None:
+        write_report(out_dir, scored, report)
     if log is not None:
         log(format_table(report["metrics"]))
         counts = report["counts"]
@@ -146,8 +150,9 @@ def evaluate_model(model: nn.Module, tokenizer, examples: Sequence[dict], db_roo
         if counts["without_hardness"]:
             log(f"note: {counts['without_hardness']} gold queries are outside the hardness parser's SQL "
                 f"subset: counted in 'all' only")
-        log(f"report: {Path(out_dir) / 'eval.json'}, mistakes: {Path(out_dir) / 'mistakes.csv'}, "
-            f"official-evaluator files: gold.txt, pred.txt")
+        if out_dir is not None:
+            log(f"report: {Path(out_dir) / 'eval.json'}, mistakes: {Path(out_dir) / 'mistakes.csv'}, "
+                f"official-evaluator files: gold.txt, pred.txt")
     return report
 
 
@@ -170,52 +175,63 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m eval.evaluate", description=__doc__.split("\n")[0])
+    p = _Parser(prog="python -m eval.evaluate", description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--model", default=None,
-                   help="model spec: smollm2-135m-instruct (default), arch:<preset>, or a model directory; "
-                        "with --adapter, default: the run's model (runs/<name>/config.json)")
-    p.add_argument("--adapter", default=None, help="PEFT adapter directory of a run (runs/<name>/adapter)")
+                   help="model spec: smollm2-135m-instruct, arch:<preset>, or a model directory (default: the "
+                        "adapter's run's model from runs/<name>/config.json, else smollm2-135m-instruct)")
+    p.add_argument("--adapter", default=None,
+                   help="PEFT adapter directory of a run, runs/<name>/adapter (default: the base model alone)")
     p.add_argument("--merge", default=None, metavar="OUT_DIR",
-                   help="merge the adapter into its base, save the standalone model to OUT_DIR, evaluate that")
+                   help="merge the adapter into its base, save the standalone model to OUT_DIR, evaluate that "
+                        "(default: evaluate the adapter unmerged)")
     p.add_argument("--merge-base", default="auto", choices=("auto", "dequantized", "original"),
-                   help="weights to merge into: dequantized = the 4-bit weights the adapter was trained on "
-                        "(default for qlora runs), original = the checkpoint's float weights")
+                   help="weights to merge into: dequantized = the 4-bit weights the adapter was trained on, "
+                        "original = the checkpoint's float weights; auto = dequantized for qlora runs, else "
+                        "original (default: auto)")
     p.add_argument("--quant", default="auto", choices=("auto", "none", "nf4", "fp4"),
-                   help="base weights: auto = as the adapter's run trained (qlora: 4-bit), float without adapter")
-    p.add_argument("--data", default="bundled", help="bundled, a Spider .json/.csv file, or a Spider directory")
+                   help="base weights: auto = as the adapter's run trained (qlora: 4-bit), float without an "
+                        "adapter (default: auto)")
+    p.add_argument("--data", default="bundled",
+                   help="bundled, a Spider .json/.csv file, or a Spider directory (default: bundled)")
     p.add_argument("--split", default="heldout_db",
                    help="bundled split: heldout_db (databases never trained on, of training domains), "
                         "heldout_domain (domains never trained on; also: heldout), test, train; "
-                        "a Spider or BIRD directory: the name of its <split>.json")
-    p.add_argument("--tables", default=None, help="Spider tables.json (default: beside the data file)")
+                        "a Spider or BIRD directory: the name of its <split>.json (default: heldout_db)")
+    p.add_argument("--tables", default=None, help="Spider tables.json (default: tables.json beside the data file)")
     p.add_argument("--db-dir", default=None, help="directory of <db_id>/<db_id>.sqlite (default: database/ "
                                                   "beside the data file)")
+    p.add_argument("--schema", action=argparse.BooleanOptionalAction, default=None,
+                   help="the schema DDL in each prompt; --no-schema for a run trained with train.py --no-schema "
+                        "(default: as the adapter's run trained, on without an adapter)")
     p.add_argument("--limit", type=_positive_int, default=None,
-                   help="evaluate N examples spread evenly over the split (files are grouped by difficulty)")
-    p.add_argument("--batch-size", type=_positive_int, default=16)
-    p.add_argument("--max-new-tokens", type=_positive_int, default=160)
+                   help="evaluate N examples spread evenly over the split, as files are grouped by difficulty "
+                        "(default: all of them)")
+    p.add_argument("--batch-size", type=_positive_int, default=16,
+                   help="prompts generated together (default: 16)")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=160,
+                   help="generated tokens per answer at most (default: 160)")
     p.add_argument("--decoder", default="auto", choices=("auto", "static", "plain"),
                    help="static: adapter merged into dense weights, static KV cache, CUDA graph on a GPU; "
                         "plain: the model as loaded (4-bit + LoRA), a growing cache; auto: static where the "
-                        "architecture allows (Llama family)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+                        "architecture allows (Llama family) (default: auto)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--compute-dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"),
-                   help="auto: bf16 on a CUDA GPU that supports it, else fp32")
+                   help="auto: bf16 on a CUDA GPU that supports it, else fp32 (default: auto)")
     p.add_argument("--compare", default=None, metavar="EVAL_JSON",
                    help="an earlier report (eval.json or its directory), e.g. of the base model: printed "
-                        "side by side with this one, with the gain in points")
+                        "side by side with this one, with the gain in points (default: none)")
     p.add_argument("--keep-distinct", action="store_true",
-                   help="run DISTINCT as written (the test-suite evaluator's --keep_distinct); by default it is "
-                        "removed from both queries, as the official evaluator does")
+                   help="run DISTINCT as written, the test-suite evaluator's --keep_distinct; without it "
+                        "DISTINCT is removed from both queries, as the official evaluator does (default: off)")
     p.add_argument("--plug-value", action="store_true",
                    help="execution also tries the gold query's values in the prediction's value slots (the "
-                        "test-suite evaluator's --plug_value)")
+                        "test-suite evaluator's --plug_value) (default: off)")
     p.add_argument("--out", required=True, help="output directory for eval.json, mistakes.csv, gold.txt, pred.txt")
     return p
 
 
 def run(args: argparse.Namespace) -> dict:
-    from models.merge import check_adapter_dir, load_for_eval, merge_adapter
+    from models.merge import check_adapter_dir, load_for_eval, merge_adapter, read_run_config
 
     if args.merge and not args.adapter:
         raise ValueError("--merge needs --adapter (the adapter to merge into its base)")
@@ -227,7 +243,9 @@ def run(args: argparse.Namespace) -> dict:
     baseline = load_report(args.compare) if args.compare else None  # fail now, not after generation
     device = resolve_device(args.device)
     compute_dtype = resolve_compute_dtype(args.compute_dtype, device)
-    examples, db_root = evaluation_data(args.data, args.split, tables=args.tables, db_dir=args.db_dir)
+    run_config = read_run_config(args.adapter) if args.adapter else None
+    schema = args.schema if args.schema is not None else (run_config or {}).get("schema", True)
+    examples, db_root = evaluation_data(args.data, args.split, tables=args.tables, db_dir=args.db_dir, schema=schema)
     check_databases((str(e.get("db_id") or "") for e in examples), db_root)  # before loading a model
 
     model_spec, adapter, quant = args.model, args.adapter, args.quant
@@ -240,7 +258,7 @@ def run(args: argparse.Namespace) -> dict:
     print(f"model {description['model']} | adapter {description['adapter']} | base weights "
           f"{description['base_quant']} | {description['compute_dtype']} on {device}")
     split = args.split if args.data == "bundled" or Path(args.data).is_dir() else None  # files have no splits
-    settings = dict(description, data=args.data, split=split, device=str(device),
+    settings = dict(description, data=args.data, split=split, schema=schema, device=str(device),
                     merged_from=args.adapter if args.merge else None)
     report = evaluate_model(model, tokenizer, examples, db_root, args.out, batch_size=args.batch_size,
                             max_new_tokens=args.max_new_tokens, limit=args.limit, settings=settings,

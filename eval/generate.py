@@ -22,6 +22,7 @@ up in the first batch rather than the last), and results are returned in input o
 
 from __future__ import annotations
 
+import inspect
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -104,6 +105,13 @@ def _vocab_size(model: nn.Module) -> int:
     return model.get_input_embeddings().num_embeddings
 
 
+def _cache_argument(model: nn.Module) -> str:
+    """The name the model's forward takes its KV cache by: `cache` since transformers renamed
+    `past_key_values` (the old name still works there, with a deprecation warning on every call)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
 def greedy_decode(model: nn.Module, prompts: Sequence[Sequence[int]], *, pad_token_id: int,
                   stop_ids: Sequence[int], max_new_tokens: int,
                   on_finished: Callable[[int], None] | None = None) -> list[list[int]]:
@@ -127,12 +135,12 @@ def greedy_decode(model: nn.Module, prompts: Sequence[Sequence[int]], *, pad_tok
 
     generated = torch.empty((batch, 0), dtype=torch.long, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
-    past = None
+    past, cache_argument = None, _cache_argument(model)
     step_ids, step_positions = input_ids, position_ids
     for _ in range(max_new_tokens):
         out = model(input_ids=step_ids, attention_mask=attention_mask, position_ids=step_positions,
-                    past_key_values=past, use_cache=True, logits_to_keep=1)
-        past = out.past_key_values
+                    use_cache=True, logits_to_keep=1, **{cache_argument: past})
+        past = getattr(out, cache_argument)
         next_ids = out.logits[:, -1, :].argmax(dim=-1)  # (B,)
         next_ids = torch.where(finished, torch.full_like(next_ids, pad_token_id), next_ids)
         generated = torch.cat([generated, next_ids[:, None]], dim=1)

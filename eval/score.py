@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m eval.score", description=__doc__.split("\n")[0])
+    p = _Parser(prog="python -m eval.score", description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--gold", required=True, help="gold file: SQL<TAB>db_id per line")
     p.add_argument("--pred", required=True, help="prediction file: one SQL query per line, aligned with --gold")
     p.add_argument("--db", required=True, help="directory of <db_id>/<db_id>.sqlite")
@@ -40,10 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--etype", default="all", choices=ETYPES,
                    help="exec: execution accuracy, match: exact-set match, all: both (default: all)")
     p.add_argument("--keep-distinct", "--keep_distinct", dest="keep_distinct", action="store_true",
-                   help="run DISTINCT as written (default: removed from both queries, as the official evaluator)")
+                   help="run DISTINCT as written; without it DISTINCT is removed from both queries, as the official "
+                        "evaluator does (default: off)")
     p.add_argument("--plug-value", "--plug_value", dest="plug_value", action="store_true",
                    help="also try the prediction with the gold query's values plugged in (for models that "
-                        "predict no values)")
+                        "predict no values) (default: off)")
     p.add_argument("--out", default=None, help="directory for eval.json and predictions.jsonl (default: print only)")
     return p
 

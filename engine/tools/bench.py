@@ -108,30 +108,42 @@ class BenchArgs:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _OneLineErrorParser(prog="python -m engine.tools.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--model", default=BenchArgs.model, help="model spec, as train.py --model (e.g. arch:llama-3.2-1b)")
-    p.add_argument("--data", choices=("synthetic", "bundled"), default=BenchArgs.data,
-                   help="synthetic: seeded text-to-SQL-shaped ids (data/synthetic.py); bundled: the generated benchmark")
-    p.add_argument("--split", default=BenchArgs.split, help="split of the bundled benchmark")
-    p.add_argument("--num-examples", type=int, default=BenchArgs.num_examples, help="synthetic examples to generate")
-    p.add_argument("--max-length", type=int, default=BenchArgs.max_length, help="bundled: drop longer examples")
-    p.add_argument("--batch-size", type=int, default=BenchArgs.batch_size, help="micro-batch (both systems)")
-    p.add_argument("--accum", type=int, default=BenchArgs.accum, help="gradient accumulation (both systems)")
-    p.add_argument("--ckpt", action=argparse.BooleanOptionalAction, default=False, help="gradient checkpointing")
-    p.add_argument("--steps", type=int, default=BenchArgs.steps, help="timed optimizer steps")
-    p.add_argument("--warmup-steps", type=int, default=BenchArgs.warmup_steps, help="untimed optimizer steps first")
-    p.add_argument("--device", default=BenchArgs.device, help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--seed", type=int, default=BenchArgs.seed)
+    p = _OneLineErrorParser(prog="python -m engine.tools.bench", description=" ".join(__doc__.split("\n\n")[0].split()))
+    d = BenchArgs()
+    p.add_argument("--model", default=d.model,
+                   help=f"model spec, as train.py --model, e.g. arch:llama-3.2-1b (default: {d.model})")
+    p.add_argument("--data", choices=("synthetic", "bundled"), default=d.data,
+                   help="synthetic: seeded text-to-SQL-shaped ids (data/synthetic.py); bundled: the generated "
+                        f"benchmark (default: {d.data})")
+    p.add_argument("--split", default=d.split, help=f"split of the bundled benchmark (default: {d.split})")
+    p.add_argument("--num-examples", type=int, default=d.num_examples,
+                   help=f"synthetic examples to generate (default: {d.num_examples})")
+    p.add_argument("--max-length", type=int, default=d.max_length,
+                   help=f"bundled: drop longer examples (default: {d.max_length})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help=f"micro-batch of both systems (default: {d.batch_size})")
+    p.add_argument("--accum", type=int, default=d.accum,
+                   help=f"gradient accumulation of both systems (default: {d.accum})")
+    p.add_argument("--ckpt", action=argparse.BooleanOptionalAction, default=d.ckpt,
+                   help="gradient checkpointing (default: off)")
+    p.add_argument("--steps", type=int, default=d.steps, help=f"timed optimizer steps (default: {d.steps})")
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps,
+                   help=f"untimed optimizer steps first (default: {d.warmup_steps})")
+    p.add_argument("--device", default=d.device, help=f"auto, cpu, cuda or cuda:N (default: {d.device})")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help=f"seed of the model, LoRA and data of every system (default: {d.seed})")
     p.add_argument("--systems", nargs="+", default=None,
-                   help='hf, ours, or "ours <train.py flags>" for a variant of ours (default: hf ours)')
+                   help='hf, hf-kbit, ours, or "ours <train.py flags>" for a variant of ours (default: hf ours)')
     p.add_argument("--ladder", action="store_true", help="systems: hf, then " + " | ".join(
-        f"ours {flags}".strip() for flags in LADDER))
-    p.add_argument("--ours-flags", default="", help="train.py flags for every ours system, e.g. \"--group-by-length\"")
-    p.add_argument("--repeats", type=int, default=1,
-                   help="run the system list this many times, interleaved; the table shows each system's fastest run")
-    p.add_argument("--peak-tflops", type=float, default=H100_SXM_BF16_DENSE_TFLOPS,
+        f"ours {flags}".strip() for flags in LADDER) + " (default: off)")
+    p.add_argument("--ours-flags", default="",
+                   help='train.py flags for every ours system, e.g. "--group-by-length" (default: none)')
+    p.add_argument("--repeats", type=int, default=d.repeats,
+                   help="run the system list this many times, interleaved; the table shows each system's fastest "
+                        f"run (default: {d.repeats})")
+    p.add_argument("--peak-tflops", type=float, default=d.peak_tflops,
                    help="device peak dense TFLOP/s for MFU (default: H100 SXM bf16, 989)")
-    p.add_argument("--out", default=None, help="directory for bench.json and bench.md (default runs/bench-<time>)")
+    p.add_argument("--out", default=None, help="directory for bench.json and bench.md (default: runs/bench-<time>)")
     p.add_argument("--worker", nargs=2, metavar=("SPEC", "RESULT"), help=argparse.SUPPRESS)
     return p
 

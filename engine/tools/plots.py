@@ -108,11 +108,16 @@ def timeline_figure(run_dir: Path, path: Path | None = None) -> Path:
     return _save(fig, path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.tools.plots", description="Draw one run's memory timeline.")
-    parser.add_argument("run_dir", type=Path)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine.tools.plots",
+                                     description="Draw one run's memory per step from its metrics.jsonl.")
+    parser.add_argument("run_dir", type=Path, help="a train.py run directory")
     parser.add_argument("--out", type=Path, default=None, help="PNG path (default: RUN_DIR/timeline.png)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         print(timeline_figure(args.run_dir, args.out))
     except (ValueError, OSError) as error:  # a missing run, --out a directory, a full disk: one line

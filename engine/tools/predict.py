@@ -596,33 +596,49 @@ def format_prediction(pred: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m engine.tools.predict", description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="smollm2-135m-instruct", help="arch:<preset>, the bundled model, or a local directory")
-    p.add_argument("--peft", choices=PEFT_MODES, default="qlora")
-    p.add_argument("--quant", choices=QUANT_TYPES, default="nf4")
-    p.add_argument("--double-quant", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--compute-dtype", choices=tuple(COMPUTE_DTYPES), default="bf16")
-    p.add_argument("--lora-r", type=int, default=16)
-    p.add_argument("--lora-dropout", type=float, default=0.0)
-    p.add_argument("--target-modules", nargs="+", default=None)
-    p.add_argument("--optim", choices=OPTIMIZERS, default="paged_adamw_8bit")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--accum", type=int, default=1)
-    p.add_argument("--seq-len", type=int, default=512)
-    p.add_argument("--ckpt", action=argparse.BooleanOptionalAction, default=False)
-    p.add_argument("--loss-on-labels-only", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--label-tokens", type=int, default=None, help="loss positions per micro-batch (default: all)")
-    p.add_argument("--device", default="cuda", help="cuda (default) or cpu: how paged optimizers resolve")
-    p.add_argument("--budget", default=None, help="GPU memory to fit in, e.g. 24GiB")
+    p = argparse.ArgumentParser(prog="python -m engine.tools.predict", description=" ".join(__doc__.split("\n\n")[0].split()))
+    p.add_argument("--model", default="smollm2-135m-instruct",
+                   help="arch:<preset>, the bundled model, or a local directory: only its config is read "
+                        "(default: smollm2-135m-instruct)")
+    p.add_argument("--peft", choices=PEFT_MODES, default="qlora",
+                   help="fine-tuning mode, as train.py --peft (default: qlora)")
+    p.add_argument("--quant", choices=QUANT_TYPES, default="nf4", help="4-bit data type for qlora (default: nf4)")
+    p.add_argument("--double-quant", action=argparse.BooleanOptionalAction, default=True,
+                   help="quantise the 4-bit blocks' absmax constants too (default: on)")
+    p.add_argument("--compute-dtype", choices=tuple(COMPUTE_DTYPES), default="bf16",
+                   help="dtype of activations and frozen float weights (default: bf16)")
+    p.add_argument("--lora-r", type=int, default=16, help="LoRA rank (default: 16)")
+    p.add_argument("--lora-dropout", type=float, default=0.0,
+                   help="dropout on the LoRA input path: above 0 each adapted layer keeps its dropout output (and mask) "
+                        "for backward (default: 0.0)")
+    p.add_argument("--target-modules", nargs="+", default=None,
+                   help="linear layers to adapt, by module name (default: every linear layer of the decoder)")
+    p.add_argument("--optim", choices=OPTIMIZERS, default="paged_adamw_8bit",
+                   help="optimizer, as train.py --optim (default: paged_adamw_8bit)")
+    p.add_argument("--batch-size", type=int, default=4, help="sequences per micro-batch (default: 4)")
+    p.add_argument("--accum", type=int, default=1,
+                   help="gradient accumulation steps: gradients stay resident between micro-batches (default: 1)")
+    p.add_argument("--seq-len", type=int, default=512, help="tokens per sequence (default: 512)")
+    p.add_argument("--ckpt", action=argparse.BooleanOptionalAction, default=False,
+                   help="gradient checkpointing: only each decoder layer's input is kept (default: off)")
+    p.add_argument("--loss-on-labels-only", action=argparse.BooleanOptionalAction, default=True,
+                   help="the LM head and loss only at label positions, as train.py (default: on)")
+    p.add_argument("--label-tokens", type=int, default=None,
+                   help="loss positions per micro-batch (default: every position)")
+    p.add_argument("--device", default="cuda",
+                   help="cuda or cpu: how paged optimizers resolve (on cpu: unpaged) (default: cuda)")
+    p.add_argument("--budget", default=None,
+                   help="GPU memory to fit in, e.g. 24GiB: prints whether the step fits and the largest batch "
+                        "size that does (default: no budget)")
     p.add_argument("--max-context", action="store_true",
-                   help="with --budget: print the longest sequence (batch 1) that fits, for these switches")
-    p.add_argument("--packing", action="store_true", help="packed rows (their attention mask counts like padding)")
-    p.add_argument("--fused-lora", action="store_true", help="train.py's --fused-lora")
-    p.add_argument("--chunked-loss", action="store_true", help="train.py's --chunked-loss")
+                   help="with --budget: print the longest sequence (batch 1) that fits, for these switches (default: off)")
+    p.add_argument("--packing", action="store_true", help="packed rows, as train.py --packing: their attention mask counts like padding (default: off)")
+    p.add_argument("--fused-lora", action="store_true", help="train.py's --fused-lora (default: off)")
+    p.add_argument("--chunked-loss", action="store_true", help="train.py's --chunked-loss (default: off)")
     p.add_argument("--mlp-chunk", type=int, default=0, help="train.py's --mlp-chunk TOKENS (default: 0, off)")
-    p.add_argument("--offload-activations", action="store_true", help="train.py's --offload-activations")
-    p.add_argument("--offload-embeddings", action="store_true", help="train.py's --offload-embeddings")
-    p.add_argument("--cublas-workspace-mib", type=int, default=None, help="train.py's --cublas-workspace-mib")
+    p.add_argument("--offload-activations", action="store_true", help="train.py's --offload-activations (default: off)")
+    p.add_argument("--offload-embeddings", action="store_true", help="train.py's --offload-embeddings (default: off)")
+    p.add_argument("--cublas-workspace-mib", type=int, default=None, help="train.py's --cublas-workspace-mib (default: PyTorch's size)")
     return p
 
 

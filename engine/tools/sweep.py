@@ -277,22 +277,31 @@ def _on_off(text: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m engine.tools.sweep", description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="arch:polyglot-ko-1.3b")
-    p.add_argument("--peft", nargs="+", choices=PEFT_MODES, default=["qlora"])
-    p.add_argument("--batch-size", nargs="+", type=int, default=[4])
-    p.add_argument("--ckpt", nargs="+", type=_on_off, default=[False], metavar="{off,on}")
-    p.add_argument("--accum", nargs="+", type=int, default=[1])
-    p.add_argument("--optim", nargs="+", choices=OPTIMIZERS, default=["adamw"])
-    p.add_argument("--seq-len", nargs="+", type=int, default=[256], help="dummy sequence length (the book: 256)")
-    p.add_argument("--steps", type=int, default=3, help="optimizer steps per configuration")
+    p = argparse.ArgumentParser(prog="python -m engine.tools.sweep", description=" ".join(__doc__.split("\n\n")[0].split()))
+    p.add_argument("--model", default="arch:polyglot-ko-1.3b",
+                   help="model spec, as train.py --model (default: arch:polyglot-ko-1.3b, the book's model)")
+    p.add_argument("--peft", nargs="+", choices=PEFT_MODES, default=["qlora"],
+                   help="grid: fine-tuning modes (default: qlora)")
+    p.add_argument("--batch-size", nargs="+", type=int, default=[4], help="grid: micro-batch sizes (default: 4)")
+    p.add_argument("--ckpt", nargs="+", type=_on_off, default=[False], metavar="{off,on}",
+                   help="grid: gradient checkpointing off and/or on (default: off)")
+    p.add_argument("--accum", nargs="+", type=int, default=[1], help="grid: gradient accumulation steps (default: 1)")
+    p.add_argument("--optim", nargs="+", choices=OPTIMIZERS, default=["adamw"],
+                   help="grid: optimizers (default: adamw, the book's torch AdamW)")
+    p.add_argument("--seq-len", nargs="+", type=int, default=[256],
+                   help="grid: dummy sequence lengths (default: 256, the book's)")
+    p.add_argument("--steps", type=int, default=3, help="optimizer steps per configuration (default: 3)")
     p.add_argument("--out", type=Path, default=None,
-                   help="sweep directory (default runs/sweep-<timestamp>); with --timeline, the PNG file")
-    p.add_argument("--memory-snapshot", action="store_true", help="ask train.py for a CUDA memory snapshot per run")
-    p.add_argument("--compute-dtype", choices=("auto", "bf16", "fp16", "fp32"), default="auto")
-    p.add_argument("--device", default="auto", help="passed to train.py (auto, cpu, cuda, cuda:N)")
+                   help="sweep directory; with --timeline, the PNG file (default: runs/sweep-<timestamp>; with "
+                        "--timeline, RUN_DIR/timeline.png)")
+    p.add_argument("--memory-snapshot", action="store_true",
+                   help="ask train.py for a CUDA memory snapshot per run (default: off)")
+    p.add_argument("--compute-dtype", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
+                   help="passed to train.py: auto is bf16 on a GPU that supports it, else fp32 (default: auto)")
+    p.add_argument("--device", default="auto", help="passed to train.py: auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--timeline", type=Path, default=None, metavar="RUN_DIR",
-                   help="only draw RUN_DIR/timeline.png (or --out) from its metrics.jsonl and exit")
+                   help="only draw RUN_DIR's per-step memory figure from its metrics.jsonl and exit "
+                        "(default: run the sweep)")
     return p
 
 
