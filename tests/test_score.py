@@ -125,8 +125,10 @@ def test_hostile_predictions_cannot_crash_stall_or_blow_up_an_evaluation(files, 
                                      + ["SELECT name FROM pragma_table_info('singer')", "SELECT count(*) FROM singer"]))
     files["pred"].write_text("".join(f"{p}\n" for p in HOSTILE))
     before = hashlib.sha256(files["sqlite"].read_bytes()).hexdigest()
-    code = ("import resource, sys; from eval.score import main; rc = main(sys.argv[1:]); "
-            "print('maxrss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+    # VmHWM, this process's own peak: ru_maxrss would carry the parent's peak across fork and exec
+    code = ("import sys; from eval.score import main; rc = main(sys.argv[1:]); "
+            "hwm = next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')); "
+            "print('maxrss_kib', hwm); sys.exit(rc)")
     started = time.monotonic()
     run = subprocess.run([sys.executable, "-c", code, *_args(files, "--etype", "all", "--out", str(files["out"]))],
                          capture_output=True, text=True, cwd=Path(__file__).parent.parent, timeout=120)
