@@ -167,7 +167,7 @@ def evaluate(recipe: Recipe, out_dir: Path, which: str):
     from models.load import load_tokenizer
 
     cfg = recipe.cfg
-    examples, db_root = evaluation_data("bundled", cfg.eval_split)
+    examples, db_root = evaluation_data("bundled", cfg.eval_split, sample_rows=cfg.sample_rows)
     recipe.say(f"evaluating the {which} model on bundled [{cfg.eval_split}] ...")
     tokenizer = recipe.tokenizer or load_tokenizer(cfg.model)  # None when training on token ids
     return evaluate_model(recipe.model, tokenizer, examples, db_root, out_dir, limit=cfg.eval_limit, log=recipe.say)

@@ -115,7 +115,8 @@ def load_train_data(cfg: TrainConfig, model: torch.nn.Module, say: Say = print) 
         from data.tokenize import tokenize_dataset
 
         tokenizer = load_tokenizer(cfg.model)
-        tokenized = tokenize_dataset(load_examples(cfg.data, cfg.split), tokenizer, cfg.max_length)
+        examples = load_examples(cfg.data, cfg.split, sample_rows=cfg.sample_rows)
+        tokenized = tokenize_dataset(examples, tokenizer, cfg.max_length)
         data = TrainData(tokenized.dataset["input_ids"], tokenized.dataset["labels"], tokenizer.pad_token_id)
         num_dropped = tokenized.num_dropped
     if not data.input_ids:
