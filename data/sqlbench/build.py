@@ -97,6 +97,8 @@ def build(path: str | Path, domains: tuple[Domain, ...] = DOMAINS, per_domain: i
         train_questions = {e["question"] for e in splits["train"]}
         splits["train"] += [e for e in splits["test"] if e["question"] in train_questions]
         splits["test"] = [e for e in splits["test"] if e["question"] not in train_questions]
+        for name in BENCHMARK_SPLITS:  # seeded shuffle: `--limit N` (evenly spread) is then a fair sample
+            random.Random(f"{SEED}:order:{name}").shuffle(splits[name])
         atomic_write_json(tmp / "tables.json", tables)
         for name in BENCHMARK_SPLITS:
             atomic_write_json(tmp / f"{name}.json", splits[name])

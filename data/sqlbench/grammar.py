@@ -177,9 +177,6 @@ class Sampler:
     def choice(self, items):
         return items[self.rng.randrange(len(items))] if items else None
 
-    def values(self, t: Table, c: Column) -> list:
-        return t.values(c)
-
     def quantile(self, t: Table, c: Column, low: float, high: float):
         values = sorted(t.values(c))
         return values[int(self.rng.uniform(low, high) * (len(values) - 1))] if values else None
@@ -211,7 +208,7 @@ class Sampler:
         if not values:
             return None
         r = self.rng.random()
-        if c.kind in ("category", "year") and r < 0.75 or c.kind == "label" and r < 0.3:
+        if (c.kind in ("category", "year") and r < 0.75) or (c.kind == "label" and r < 0.3):
             v = self.choice(sorted(set(values), key=str))
             return Cond(f"{col} = {literal(v)}", w.equals(c, v))
         if c.kind == "category" and r < 0.9:
