@@ -91,8 +91,8 @@ def question_of(example: dict) -> str:
 def spread_indices(total: int, limit: int | None) -> list[int]:
     """`limit` indices spread evenly over range(total), first one 0; all of them if limit is None.
 
-    Benchmark files are grouped by template and difficulty (the bundled heldout split starts with
-    74 easy questions), so the first N examples would measure one level only."""
+    Benchmark files are often grouped by database and difficulty (Spider's dev.json, the earlier
+    bundled corpus), so the first N examples would measure one database or level only."""
     if limit is None or limit >= total:
         return list(range(total))
     if limit < 1:
