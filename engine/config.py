@@ -75,7 +75,7 @@ class TrainConfig:
     its evidence goes into the prompt), a Spider or BIRD directory (with --split), a chat / alpaca /
     prompt-completion JSONL file,
     `dummy:<length>` (random ids, every position labelled) or `synthetic:<examples>` (random ids shaped
-    like the bundled examples: prompt 120-260 tokens, answer 20-70)."""
+    like text-to-SQL examples: prompt 120-260 tokens, answer 20-70, as in the earlier bundled corpus)."""
     split: str = "train"
     """Split of the bundled benchmark to train on (train; test, heldout_db, heldout_domain are for evaluation),
     or the <split>.json of a Spider or BIRD directory."""
