@@ -185,7 +185,7 @@ def evaluation_examples(cfg: TrainConfig) -> tuple[list[dict], Path, str]:
 
     data, split = cfg.validation_source or ("bundled", cfg.eval_split)
     spider = dict(tables=cfg.tables, db_dir=cfg.db_dir) if data != "bundled" else {}
-    examples, db_root = evaluation_data(data, split or "", schema=cfg.schema, **spider)
+    examples, db_root = evaluation_data(data, split or "", schema=cfg.schema, sample_rows=cfg.sample_rows, **spider)
     name = f"{data}{f' [{split}]' if split else ''}"
     if cfg.validation_source is None and cfg.data != "bundled":
         name += " (the bundled benchmark, not your --data: --val-data FILE evaluates on your own)"

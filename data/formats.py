@@ -4,13 +4,18 @@
 Sources:
   "bundled"                 the generated benchmark (data/sqlbench), split = train | test | heldout_db |
                             heldout_domain (heldout: another name of heldout_domain)
-  a directory               Spider's layout: <dir>/<split>.json, tables.json, database/
+  a directory               Spider's layout: <dir>/<split>.json, tables.json, database/; or BIRD's:
+                            <dir>/<split>.json, <split>_tables.json, <split>_databases/
   *.csv                     Spider CSV (db_id, query, question, ...), as in seed 000
-  *.json / *.jsonl          Spider records {db_id, question, query}, chat records {messages},
-                            {prompt, completion} or alpaca {instruction, input, output}
+  *.json / *.jsonl          Spider records {db_id, question, query}, BIRD records {db_id, question,
+                            evidence, SQL}, chat records {messages}, {prompt, completion} or alpaca
+                            {instruction, input, output}
 
 Text-to-SQL records get the schema DDL in the prompt when it can be found: from
-database/<db_id>/<db_id>.sqlite (preferred: the real CREATE statements) or a tables.json entry.
+<db_dir>/<db_id>/<db_id>.sqlite (preferred: the real CREATE statements; with sample_rows, a few rows
+of each table under it) or a tables.json entry; BIRD's evidence goes into the prompt too. Beside a
+data file, <db_dir> is database/ (Spider) or <stem>_databases/ (BIRD: train.json ->
+train_databases/), and tables.json or <stem>_tables.json.
 Files are read with `datasets` (load_dataset("csv"/"json", data_files=...)), never from the hub."""
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from data.schema import ddl_from_sqlite, ddl_from_tables_json
 # Format name -> keys that identify it (a record must have all of them).
 FORMATS = {
     "spider": {"db_id", "question", "query"},
+    "bird": {"db_id", "question", "SQL"},
     "chat": {"messages"},
     "prompt-completion": {"prompt", "completion"},
     "alpaca": {"instruction", "output"},
@@ -46,10 +52,11 @@ def detect_format(keys: set[str], where: str) -> str:
 
 
 class SchemaLookup:
-    """db_id -> compact DDL, from the SQLite file when present, else the tables.json entry; cached."""
+    """db_id -> compact DDL, from the SQLite file when present, else the tables.json entry; cached.
+    With sample_rows, the SQLite file is required (tables.json holds no rows)."""
 
-    def __init__(self, tables: Path | None, db_dir: Path | None):
-        self.tables, self.db_dir = tables, db_dir
+    def __init__(self, tables: Path | None, db_dir: Path | None, sample_rows: int = 0):
+        self.tables, self.db_dir, self.sample_rows = tables, db_dir, sample_rows
         try:
             self.entries = {e["db_id"]: e for e in json.loads(tables.read_text())} if tables else {}
         except (ValueError, KeyError, TypeError) as e:
@@ -60,7 +67,10 @@ class SchemaLookup:
         if db_id not in self.cache:
             db_path = self.db_dir / db_id / f"{db_id}.sqlite" if self.db_dir else None
             if db_path is not None and db_path.is_file():
-                self.cache[db_id] = ddl_from_sqlite(db_path)
+                self.cache[db_id] = ddl_from_sqlite(db_path, self.sample_rows)
+            elif self.sample_rows:
+                raise ValueError(f"--sample-rows needs the database of db_id {db_id!r}: "
+                                 f"{db_path or 'no database directory'} not found")
             elif db_id in self.entries:
                 self.cache[db_id] = ddl_from_tables_json(self.entries[db_id])
             else:
@@ -69,11 +79,24 @@ class SchemaLookup:
         return self.cache[db_id]
 
 
-def spider_schema_lookup(data_file: Path, tables: str | None, db_dir: str | None) -> SchemaLookup | None:
-    """Schema sources for a Spider-format file: the given ones (which must exist), else
-    tables.json and database/ beside the file when present; None when there is neither."""
-    tables_path = Path(tables) if tables else data_file.parent / "tables.json"
-    database_dir = Path(db_dir) if db_dir else data_file.parent / "database"
+def beside(data_file: Path, spider_name: str, bird_suffix: str) -> Path:
+    """A file or directory next to a data file: Spider's name (database/, tables.json) when it
+    exists, else BIRD's (<stem>_databases/, <stem>_tables.json) when that exists, else Spider's."""
+    spider = data_file.parent / spider_name
+    bird = data_file.parent / f"{data_file.stem}{bird_suffix}"
+    return bird if not spider.exists() and bird.exists() else spider
+
+
+def default_database_dir(data_file: Path) -> Path:
+    return beside(data_file, "database", "_databases")
+
+
+def spider_schema_lookup(data_file: Path, tables: str | None, db_dir: str | None,
+                         sample_rows: int = 0) -> SchemaLookup | None:
+    """Schema sources for a Spider- or BIRD-format file: the given ones (which must exist), else
+    tables.json and database/ (or BIRD's names) beside the file when present; None when there is neither."""
+    tables_path = Path(tables) if tables else beside(data_file, "tables.json", "_tables.json")
+    database_dir = Path(db_dir) if db_dir else default_database_dir(data_file)
     if tables and not tables_path.is_file():
         raise ValueError(f"tables file not found: {tables_path}")
     if db_dir and not database_dir.is_dir():
@@ -82,7 +105,7 @@ def spider_schema_lookup(data_file: Path, tables: str | None, db_dir: str | None
     found_dir = database_dir if database_dir.is_dir() else None
     if found_tables is None and found_dir is None:
         return None
-    return SchemaLookup(found_tables, found_dir)
+    return SchemaLookup(found_tables, found_dir, sample_rows)
 
 
 def _check_text(path: Path) -> None:
@@ -178,14 +201,16 @@ CONVERTERS: dict[str, Callable[[dict, str], tuple[list[dict], str]]] = {
 }
 
 
-def _spider_columns(records: list[dict], path: Path, schema_of: SchemaLookup | None) -> dict[str, list]:
+def _sql_columns(records: list[dict], path: Path, schema_of: SchemaLookup | None, kind: str) -> dict[str, list]:
+    """Spider records {db_id, question, query}, or BIRD's {db_id, question, evidence, SQL}."""
     out: dict[str, list] = {"messages": [], "db_id": [], "answer": []}
     for i, record in enumerate(records):
         where = f"{path} record {i}"
-        answer = _answer(record, "query", where)
+        answer = _answer(record, "SQL" if kind == "bird" else "query", where)
         db_id = _text(record, "db_id", where)
         schema = schema_of(db_id) if schema_of is not None else None
-        out["messages"].append(sql_messages(_text(record, "question", where), schema, answer))
+        evidence = _text(record, "evidence", where) if kind == "bird" and record.get("evidence") is not None else None
+        out["messages"].append(sql_messages(_text(record, "question", where), schema, answer, evidence))
         out["db_id"].append(db_id)
         out["answer"].append(answer)
     return out
@@ -199,11 +224,17 @@ def load_examples(
     tables: str | None = None,
     db_dir: str | None = None,
     require_schema: bool = False,
+    sample_rows: int = 0,
 ) -> datasets.Dataset:
     """Rows of {"messages", "db_id", "answer"}; `split` names the file only for "bundled" and
-    Spider-layout directories. schema=False leaves the DDL out of text-to-SQL prompts; with
-    `require_schema` a Spider file whose schema cannot be found is an error rather than a note
-    (training: its prompts would differ from the evaluation's, which reads the databases)."""
+    Spider- or BIRD-layout directories. schema=False leaves the DDL out of text-to-SQL prompts; with
+    `require_schema` a Spider or BIRD file whose schema cannot be found is an error rather than a note
+    (training: its prompts would differ from the evaluation's, which reads the databases);
+    sample_rows > 0 puts that many rows of each table under its CREATE TABLE."""
+    if sample_rows < 0:
+        raise ValueError(f"--sample-rows must be >= 0, got {sample_rows}")
+    if sample_rows and not schema:
+        raise ValueError("--sample-rows shows rows under the schema: it needs the schema in the prompt")
     if source == "bundled":
         from data.sqlbench import bundled_benchmark_dir, split_name
 
@@ -226,18 +257,23 @@ def load_examples(
             raise ValueError(f"{path}: record {i} is not {kind} like record 0 (keys {sorted(_present_keys(record))})")
     print(f"{path}: {len(records)} {kind} records")
 
-    if kind == "spider":
-        schema_of = spider_schema_lookup(path, tables, db_dir) if schema else None
+    if kind in ("spider", "bird"):
+        schema_of = spider_schema_lookup(path, tables, db_dir, sample_rows) if schema else None
         if schema and schema_of is None and require_schema:
             raise ValueError(f"{path}: no schema for its text-to-SQL prompts (no tables.json or database/ beside "
                              "it): give --db-dir DIR (holding <db_id>/<db_id>.sqlite) or --tables FILE, as to "
                              "eval.evaluate, or --no-schema to leave the schema out")
         if schema and schema_of is None:
+            if sample_rows:
+                raise ValueError(f"--sample-rows needs the databases: no database directory beside {path} "
+                                 "(give --db-dir)")
             print(f"{path}: no tables.json or database/ beside it: prompts carry no schema")
-        return datasets.Dataset.from_dict(_spider_columns(records, path, schema_of))
+        return datasets.Dataset.from_dict(_sql_columns(records, path, schema_of, kind))
 
     if tables or db_dir:
-        raise ValueError(f"{path} holds {kind} records: tables/db_dir apply only to Spider-format data")
+        raise ValueError(f"{path} holds {kind} records: tables/db_dir apply only to Spider- or BIRD-format data")
+    if sample_rows:
+        raise ValueError(f"{path} holds {kind} records: --sample-rows applies only to text-to-SQL data with databases")
     columns: dict[str, list] = {"messages": [], "db_id": [], "answer": []}
     convert = CONVERTERS[kind]
     for i, record in enumerate(records):

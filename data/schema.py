@@ -33,8 +33,9 @@ def compact_sql(sql: str) -> str:
     return "".join(pieces).strip().rstrip(";").strip()
 
 
-def ddl_from_sqlite(db_path: str | Path) -> str:
-    """The CREATE TABLE statements stored in the database, in creation order, one per line."""
+def ddl_from_sqlite(db_path: str | Path, sample_rows: int = 0) -> str:
+    """The CREATE TABLE statements stored in the database, in creation order, one per line; with
+    `sample_rows`, each followed by that many of its rows in a comment (sample_rows_comment)."""
     path = Path(db_path)
     if not path.is_file():
         raise ValueError(f"database not found: {path}")
@@ -42,14 +43,45 @@ def ddl_from_sqlite(db_path: str | Path) -> str:
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         rows = conn.execute(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
             "AND sql IS NOT NULL ORDER BY rowid"
         ).fetchall()
+        lines = []
+        for name, sql in rows:
+            lines.append(compact_sql(sql))
+            if sample_rows > 0:
+                lines.append(sample_rows_comment(conn, name, sample_rows))
     except sqlite3.DatabaseError as e:
         raise ValueError(f"cannot read the schema of {path}: {e}") from None
     finally:
         conn.close()
-    return "\n".join(compact_sql(sql) for (sql,) in rows)
+    return "\n".join(lines)
+
+
+SAMPLE_VALUE_CHARS = 40  # a longer value is cut (free text would crowd the prompt)
+
+
+def sample_rows_comment(conn: sqlite3.Connection, table: str, n: int) -> str:
+    """The first n rows of `table` as a comment under its CREATE TABLE (as CodeS and Qwen's
+    text-to-SQL prompts show them): the column names, then one line per row, cells split by ` | `.
+
+        /* 2 example rows:
+        singer_id | name | country
+        1 | Joe Sharp | Netherlands
+        2 | Timbaland | United States */"""
+    cursor = conn.execute(f'SELECT * FROM "{table.replace(chr(34), chr(34) * 2)}" LIMIT {int(n)}')
+    header = " | ".join(d[0] for d in cursor.description)
+    body = [" | ".join(_cell(v) for v in row) for row in cursor.fetchall()]
+    return "\n".join([f"/* {len(body)} example rows:", header] + body) + " */"
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    text = " ".join(str(value).split()).replace("*/", "* /")  # one line; the comment must not end early
+    return text if len(text) <= SAMPLE_VALUE_CHARS else text[: SAMPLE_VALUE_CHARS - 3] + "..."
 
 
 def _quote(name: str) -> str:

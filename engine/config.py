@@ -78,9 +78,11 @@ class TrainConfig:
     # ---- data -------------------------------------------------------------------------------
     data: str = "bundled"
     """Training data: `bundled` (generated text-to-SQL benchmark), a Spider CSV or JSON file (schema DDL
-    from tables.json / the database folder when present), a chat / alpaca / prompt-completion JSONL file,
+    from tables.json / the database folder when present), a BIRD train.json (train_databases/ beside it;
+    its evidence goes into the prompt), a Spider or BIRD directory (with --split), a chat / alpaca /
+    prompt-completion JSONL file,
     `dummy:<length>` (random ids, every position labelled) or `synthetic:<examples>` (random ids shaped
-    like the bundled examples: prompt 120-260 tokens, answer 20-70)."""
+    like text-to-SQL examples: prompt 120-260 tokens, answer 20-70, as in the earlier bundled corpus)."""
     split: str = "train"
     """Split of the bundled benchmark to train on (train; test, heldout_db, heldout_domain are for evaluation),
     or the <split>.json of a Spider or BIRD directory."""
@@ -95,6 +97,10 @@ class TrainConfig:
     """Text-to-SQL prompts carry the schema DDL. Spider data whose schema is not found (no --db-dir,
     --tables, nor database/ or tables.json beside the file) is an error; --no-schema trains on the
     question alone (seed 000's prompt), and eval.evaluate then needs --no-schema too."""
+    sample_rows: int = 0
+    """Show this many rows of each table as a comment under its CREATE TABLE in text-to-SQL prompts (as
+    CodeS and Qwen's text-to-SQL prompts do); training and --eval prompts alike; 0: none. Longer prompts:
+    raise --max-length with it."""
     max_length: int = 512
     """Longest example in tokens. Longer examples are dropped and counted, never truncated (a cut answer
     would teach the model to stop mid-query)."""
@@ -240,6 +246,9 @@ class TrainConfig:
         need(self.max_steps == -1 or self.max_steps >= 1, f"--max-steps must be >= 1 or -1, got {self.max_steps}")
         need(self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
         need(self.max_length >= 16, f"--max-length must be >= 16, got {self.max_length}")
+        need(self.sample_rows >= 0, f"--sample-rows must be >= 0, got {self.sample_rows}")
+        need(not self.sample_rows or not self.data.startswith(("dummy:", "synthetic:")),
+             f"--sample-rows shows database rows in text-to-SQL prompts: {self.data} has none")
         need(math.isfinite(self.lr) and self.lr > 0, f"--lr must be a positive number, got {self.lr}")
         need(self.warmup >= 0 and (self.warmup < 1 or self.warmup == int(self.warmup)),
              f"--warmup must be a fraction in [0, 1) or a whole number of steps, got {self.warmup}")

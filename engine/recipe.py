@@ -157,7 +157,7 @@ def load_text_data(cfg: TrainConfig, source: str, split: str, tokenizer) -> tupl
     from data.tokenize import tokenize_dataset
 
     examples = load_examples(source, split, schema=cfg.schema, tables=cfg.tables, db_dir=cfg.db_dir,
-                             require_schema=cfg.schema)
+                             require_schema=cfg.schema, sample_rows=cfg.sample_rows)
     tokenized = tokenize_dataset(examples, tokenizer, cfg.max_length)
     return (TrainData(tokenized.dataset["input_ids"], tokenized.dataset["labels"], tokenizer.pad_token_id),
             tokenized.num_dropped)

@@ -8,9 +8,11 @@
     python -m eval.evaluate --data validation.csv --db-dir spider/database --out runs/csv-eval
 
 Data: "bundled" (the generated benchmark, --split heldout_db|heldout_domain|test|train), a Spider JSON file (with
-tables.json and database/<db_id>/<db_id>.sqlite beside it, or --tables / --db-dir), a Spider-layout
+tables.json and database/<db_id>/<db_id>.sqlite beside it, or --tables / --db-dir), a BIRD JSON file
+(dev.json with dev_databases/ beside it; its evidence goes into the prompt), a Spider- or BIRD-layout
 directory (<dir>/<split>.json), or seed 000's CSV (db_id, query, question) with --db-dir. The prompt
-carries the schema DDL whenever data/formats.load_examples finds it, as in training.
+carries the schema DDL whenever data/formats.load_examples finds it (--sample-rows N: N rows of each
+table under its CREATE TABLE), built exactly as in training.
 
 Python API, e.g. for an evaluation at the end of training:
     examples, db_root = evaluation_data("bundled", "heldout_db")
@@ -42,14 +44,15 @@ _QUESTION = re.compile(r".*<USER_QUERY>\s*(.*?)\s*</USER_QUERY>", re.DOTALL)
 # ----------------------------------------------------------------------------- data
 
 def evaluation_data(data: str, split: str = "heldout_db", *, tables: str | None = None,
-                    db_dir: str | None = None, schema: bool = True) -> tuple[list[dict], Path]:
-    """(examples, database root) for `data` as the CLI's --data/--split/--tables/--db-dir/--no-schema
-    take it, and as train.py builds its prompts from the same flags.
+                    db_dir: str | None = None, schema: bool = True, sample_rows: int = 0) -> tuple[list[dict], Path]:
+    """(examples, database root) for `data` as the CLI's --data/--split/--tables/--db-dir/--no-schema/
+    --sample-rows take it, and as train.py builds its prompts from the same flags.
 
-    Examples are load_examples rows {messages, db_id, answer}; the database root holds
-    <db_id>/<db_id>.sqlite (bundled: the benchmark's database/; a Spider file or directory: the
-    database/ beside it unless --db-dir)."""
-    from data.formats import load_examples
+    Examples are load_examples rows {messages, db_id, answer}, their prompts built exactly as
+    training builds them; the database root holds <db_id>/<db_id>.sqlite (bundled: the benchmark's
+    database/; a Spider or BIRD file or directory: database/ or <split>_databases/ beside it unless
+    --db-dir)."""
+    from data.formats import default_database_dir, load_examples
 
     if data == "bundled":
         from data.sqlbench import bundled_benchmark_dir, split_name
@@ -65,12 +68,12 @@ def evaluation_data(data: str, split: str = "heldout_db", *, tables: str | None 
         if db_dir is not None:
             db_root = Path(db_dir)
         else:
-            db_root = (path if path.is_dir() else path.parent) / "database"
+            db_root = default_database_dir(path / f"{split}.json" if path.is_dir() else path)
     if not db_root.is_dir():
         raise ValueError(f"database directory not found: {db_root} (give --db-dir DIR holding "
                          f"<db_id>/<db_id>.sqlite)")
     examples = load_examples(data, split, schema=schema, tables=tables if schema else None,
-                             db_dir=str(db_root) if data != "bundled" and schema else None)
+                             db_dir=str(db_root) if data != "bundled" and schema else None, sample_rows=sample_rows)
     return examples.to_list(), db_root
 
 
@@ -88,8 +91,8 @@ def question_of(example: dict) -> str:
 def spread_indices(total: int, limit: int | None) -> list[int]:
     """`limit` indices spread evenly over range(total), first one 0; all of them if limit is None.
 
-    Benchmark files are grouped by template and difficulty (the bundled heldout split starts with
-    74 easy questions), so the first N examples would measure one level only."""
+    Benchmark files are often grouped by database and difficulty (Spider's dev.json, the earlier
+    bundled corpus), so the first N examples would measure one database or level only."""
     if limit is None or limit >= total:
         return list(range(total))
     if limit < 1:
@@ -174,6 +177,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m eval.evaluate", description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--model", default=None,
@@ -192,12 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="base weights: auto = as the adapter's run trained (qlora: 4-bit), float without an "
                         "adapter (default: auto)")
     p.add_argument("--data", default="bundled",
-                   help="bundled, a Spider .json/.csv file, or a Spider directory (default: bundled)")
+                   help="bundled, a Spider .json/.csv file, a BIRD .json file, or a Spider or BIRD directory "
+                        "(default: bundled)")
     p.add_argument("--split", default="heldout_db",
                    help="bundled split: heldout_db (databases never trained on, of training domains), "
                         "heldout_domain (domains never trained on; also: heldout), test, train; "
                         "a Spider or BIRD directory: the name of its <split>.json (default: heldout_db)")
     p.add_argument("--tables", default=None, help="Spider tables.json (default: tables.json beside the data file)")
+    p.add_argument("--sample-rows", type=_non_negative_int, default=0, metavar="N",
+                   help="show N rows of each table under its CREATE TABLE in the prompt; use the value the model "
+                        "was trained with (default: 0, none)")
     p.add_argument("--db-dir", default=None, help="directory of <db_id>/<db_id>.sqlite (default: database/ "
                                                   "beside the data file)")
     p.add_argument("--schema", action=argparse.BooleanOptionalAction, default=None,
@@ -245,7 +262,8 @@ def run(args: argparse.Namespace) -> dict:
     compute_dtype = resolve_compute_dtype(args.compute_dtype, device)
     run_config = read_run_config(args.adapter) if args.adapter else None
     schema = args.schema if args.schema is not None else (run_config or {}).get("schema", True)
-    examples, db_root = evaluation_data(args.data, args.split, tables=args.tables, db_dir=args.db_dir, schema=schema)
+    examples, db_root = evaluation_data(args.data, args.split, tables=args.tables, db_dir=args.db_dir, schema=schema,
+                                        sample_rows=args.sample_rows)
     check_databases((str(e.get("db_id") or "") for e in examples), db_root)  # before loading a model
 
     model_spec, adapter, quant = args.model, args.adapter, args.quant
@@ -258,7 +276,8 @@ def run(args: argparse.Namespace) -> dict:
     print(f"model {description['model']} | adapter {description['adapter']} | base weights "
           f"{description['base_quant']} | {description['compute_dtype']} on {device}")
     split = args.split if args.data == "bundled" or Path(args.data).is_dir() else None  # files have no splits
-    settings = dict(description, data=args.data, split=split, schema=schema, device=str(device),
+    settings = dict(description, data=args.data, split=split, schema=schema, sample_rows=args.sample_rows,
+                    device=str(device),
                     merged_from=args.adapter if args.merge else None)
     report = evaluate_model(model, tokenizer, examples, db_root, args.out, batch_size=args.batch_size,
                             max_new_tokens=args.max_new_tokens, limit=args.limit, settings=settings,

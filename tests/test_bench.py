@@ -59,6 +59,8 @@ def test_ours_flags_may_not_change_the_shared_setup():
     for flags in ("--batch-size 8", "--lora-r 4", "--ckpt", "--optim adamw", "--seed 3", "--max-length 64"):
         with pytest.raises(BenchError, match="may not change"):
             ours_config(args, f"ours {flags}")
+    with pytest.raises(BenchError, match="may not change --sample-rows"):  # other prompts than hf's
+        ours_config(BenchArgs(model="arch:tiny", data="bundled"), "ours --sample-rows 2")
     with pytest.raises(BenchError, match="unrecognized arguments"):
         ours_config(args, "ours --no-such-flag")
     cfg, switches = ours_config(BenchArgs(model="arch:tiny", ours_flags="--group-by-length"),

@@ -2,7 +2,9 @@
 adapter the way its run trained it, merging it (faithfully), and the command line with its errors.
 
 Fixtures written here: a Spider-layout directory (database/concert/concert.sqlite and dev.json) and
-a tiny qlora "run" (arch:tiny, adapter with random non-zero LoRA B, config.json beside it)."""
+a tiny qlora "run" (arch:tiny, adapter with random non-zero LoRA B, config.json beside it); the BIRD
+layout comes from test_formats. The prompts evaluation builds are checked token for token against
+training's, with and without sample rows."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
+from test_formats import BIRD_RECORDS, write_bird_dir
 from test_generate import ScriptedLM
 
 from eval.evaluate import evaluate_model, evaluation_data, main, question_of, spread_indices
@@ -250,3 +253,46 @@ def test_cli_adapter_then_merged_model_give_the_same_predictions(
     raw = [[json.loads(line)["raw"] for line in (tmp_path / d / "predictions.jsonl").read_text().splitlines()]
            for d in ("adapter", "merged-eval")]
     assert raw[0] == raw[1] and len(raw[0]) == 3
+
+
+# ----------------------------------------------------------------------------- BIRD, sample rows
+
+def test_cli_evaluates_a_bird_file_against_its_databases(tiny_run: Path, tmp_path: Path) -> None:
+    bird = write_bird_dir(tmp_path)
+    out = tmp_path / "bird-eval"
+    assert main(["--adapter", str(tiny_run / "adapter"), "--data", str(bird / "dev.json"), "--batch-size", "3",
+                 "--max-new-tokens", "4", "--sample-rows", "2", "--out", str(out)]) == 0
+    report = json.loads((out / "eval.json").read_text())
+    assert report["settings"]["db_root"] == str(bird / "dev_databases")
+    assert (report["settings"]["sample_rows"], report["counts"]["examples"]) == (2, 3)
+    gold = [json.loads(line)["gold"] for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert gold == [r["SQL"] for r in BIRD_RECORDS]
+    examples, db_root = evaluation_data(str(bird), "dev", sample_rows=2)
+    assert db_root == bird / "dev_databases" and "<EVIDENCE>" in examples[0]["messages"][1]["content"]
+
+
+@pytest.mark.parametrize("sample_rows", [0, 3])
+def test_training_and_evaluation_prompts_are_token_identical(sample_rows: int) -> None:
+    """The prompt a bundled held-out question is trained with is, token for token, the one it is
+    evaluated with, with and without sample rows (which make it longer by the rows' tokens)."""
+    from data.formats import load_examples
+    from data.tokenize import IGNORE_INDEX, tokenize_conversation
+
+    tokenizer = load_tokenizer("arch:tiny")  # the bundled SmolLM2 tokenizer
+    trained = load_examples("bundled", "heldout_db", sample_rows=sample_rows)
+    evaluated, _ = evaluation_data("bundled", "heldout_db", sample_rows=sample_rows)
+    plain, _ = evaluation_data("bundled", "heldout_db")
+    for i in (0, 263, 527):
+        input_ids, labels = tokenize_conversation(trained[i]["messages"], tokenizer)
+        prompt = input_ids[: next(k for k, label in enumerate(labels) if label != IGNORE_INDEX)]
+        assert prompt == prompt_token_ids(evaluated[i]["messages"], tokenizer)
+        extra = len(prompt) - len(prompt_token_ids(plain[i]["messages"], tokenizer))
+        assert extra == 0 if sample_rows == 0 else extra > 60
+    assert ("example rows:" in evaluated[0]["messages"][1]["content"]) == (sample_rows > 0)
+
+
+def test_sample_rows_must_not_be_negative(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--sample-rows", "-1", "--out", "OUT"])
+    assert exit_info.value.code == 2
+    assert _one_error_line(capsys) == "error: argument --sample-rows: must be at least 0, got -1"

@@ -148,6 +148,46 @@ def write_spider_dir(root: Path) -> Path:
     return spider
 
 
+SHOP_DDL = """
+CREATE TABLE customers (id INTEGER PRIMARY KEY, `Customer Name` TEXT, segment TEXT, notes TEXT);
+CREATE TABLE purchases (
+    id INTEGER PRIMARY KEY, customer_id INTEGER, amount REAL, purchase_date DATE,
+    FOREIGN KEY (customer_id) REFERENCES customers(id)
+);
+INSERT INTO customers VALUES (1, 'Ana Silva', 'SME', NULL), (2, 'Ben Okafor', 'LAM', 'Pays late,
+asks for the manager every single time he calls us'), (3, 'Chen Wei', 'SME', 'Loyal');
+INSERT INTO purchases VALUES (1, 1, 12.5, '2024-01-03'), (2, 2, 80.0, '2024-02-11'), (3, 2, 7.25, '2024-03-09'),
+    (4, 3, 55.0, '2024-03-30');
+"""
+BIRD_RECORDS = [
+    {"question_id": 0, "db_id": "shop", "question": "How many customers are small businesses?",
+     "evidence": "small businesses refers to segment = 'SME'", "SQL": "SELECT count(*) FROM customers WHERE segment = 'SME'",
+     "difficulty": "simple"},
+    {"question_id": 1, "db_id": "shop", "question": "What is the total amount of all purchases?", "evidence": "",
+     "SQL": "SELECT sum(amount) FROM purchases", "difficulty": "simple"},
+    {"question_id": 2, "db_id": "shop", "question": "Which customer spent the most?",
+     "evidence": "spent the most refers to MAX(SUM(amount)); customer refers to `Customer Name`",
+     "SQL": "SELECT T1.`Customer Name` FROM customers AS T1 JOIN purchases AS T2 ON T1.id = T2.customer_id "
+            "GROUP BY T1.id ORDER BY sum(T2.amount) DESC LIMIT 1", "difficulty": "moderate"},
+]
+
+
+def write_bird_dir(root: Path) -> Path:
+    """<root>/bird in BIRD's layout: train.json and dev.json (question, evidence, SQL, db_id) with
+    train_databases/<db_id>/<db_id>.sqlite and dev_databases/ beside them, and dev_tables.json."""
+    bird = root / "bird"
+    for split in ("train", "dev"):
+        write_sqlite(bird / f"{split}_databases" / "shop" / "shop.sqlite", SHOP_DDL)
+        (bird / f"{split}.json").write_text(json.dumps(BIRD_RECORDS, indent=2))
+    (bird / "dev_tables.json").write_text(json.dumps([spider_tables_entry(
+        "shop", {"customers": [("id", "number"), ("Customer Name", "text"), ("segment", "text"), ("notes", "text")],
+                 "purchases": [("id", "number"), ("customer_id", "number"), ("amount", "number"),
+                               ("purchase_date", "time")]},
+        primary=[("customers", "id"), ("purchases", "id")],
+        foreign=[(("purchases", "customer_id"), ("customers", "id"))])]))
+    return bird
+
+
 def write_spider_csv(path: Path) -> Path:
     """Seed 000's CSV: an unnamed index column, then db_id, query, question and token columns."""
     with path.open("w", newline="") as f:
@@ -278,6 +318,62 @@ def test_bundled_source_reads_the_benchmark_directory(tmp_path, monkeypatch):
         load_examples("bundled", "dev")
 
 
+SHOP_COMPACT = (
+    "CREATE TABLE customers (id INTEGER PRIMARY KEY, `Customer Name` TEXT, segment TEXT, notes TEXT)\n"
+    "CREATE TABLE purchases (id INTEGER PRIMARY KEY, customer_id INTEGER, amount REAL, purchase_date DATE, "
+    "FOREIGN KEY (customer_id) REFERENCES customers(id))")
+
+
+def test_bird_records_get_the_schema_from_their_databases_and_the_evidence(tmp_path):
+    bird = write_bird_dir(tmp_path)
+    data = load_examples(str(bird / "train.json"))
+    assert data["db_id"] == ["shop"] * 3 and data["answer"] == [r["SQL"] for r in BIRD_RECORDS]
+    assert data["messages"][0][1]["content"] == (
+        f"{INSTRUCTION}\n\n<SCHEMA>\n{SHOP_COMPACT}\n</SCHEMA>\n\n"
+        "<EVIDENCE>\nsmall businesses refers to segment = 'SME'\n</EVIDENCE>\n\n"
+        "<USER_QUERY>\nHow many customers are small businesses?\n</USER_QUERY>")
+    # an empty evidence adds nothing: the prompt is the Spider one
+    assert data["messages"][1][1]["content"] == user_prompt(BIRD_RECORDS[1]["question"], SHOP_COMPACT)
+    # a BIRD directory with a split name reads <split>.json with <split>_databases/ beside it
+    dev = load_examples(str(bird), "dev")
+    assert [m[1]["content"] for m in dev["messages"]] == [m[1]["content"] for m in data["messages"]]
+    (bird / "dev_databases" / "shop" / "shop.sqlite").unlink()  # then dev_tables.json gives the schema
+    from_tables = load_examples(str(bird / "dev.json"))
+    assert "CREATE TABLE customers (id NUMERIC, \"Customer Name\" TEXT" in from_tables["messages"][0][1]["content"]
+
+
+def test_sample_rows_go_under_each_create_table(tmp_path):
+    bird = write_bird_dir(tmp_path)
+    data = load_examples(str(bird / "train.json"), sample_rows=2)
+    schema = data["messages"][1][1]["content"].split("<SCHEMA>\n")[1].split("\n</SCHEMA>")[0]
+    lines = SHOP_COMPACT.splitlines()
+    assert schema == "\n".join([
+        lines[0],
+        "/* 2 example rows:",
+        "id | Customer Name | segment | notes",
+        "1 | Ana Silva | SME | NULL",
+        "2 | Ben Okafor | LAM | Pays late, asks for the manager every... */",  # one line, cut at 40 characters
+        lines[1],
+        "/* 2 example rows:",
+        "id | customer_id | amount | purchase_date",
+        "1 | 1 | 12.5 | 2024-01-03",
+        "2 | 2 | 80.0 | 2024-02-11 */",
+    ])
+    # asked for more rows than a table has: all of them, and the comment says how many
+    more = ddl_from_sqlite(bird / "train_databases" / "shop" / "shop.sqlite", 9).splitlines()
+    assert len(more) == (1 + 2 + 3) + (1 + 2 + 4) and (more[1], more[7]) == ("/* 3 example rows:", "/* 4 example rows:")
+    # rows need the database file, a text-to-SQL record and a schema in the prompt
+    spider = write_spider_dir(tmp_path)
+    with pytest.raises(ValueError, match="--sample-rows needs the database of db_id 'orchestra'"):
+        load_examples(str(spider / "train.json"), sample_rows=1)
+    with pytest.raises(ValueError, match="--sample-rows applies only to text-to-SQL data"):
+        load_examples(str(write_jsonl(tmp_path / "chat.jsonl", CHAT_RECORDS)), sample_rows=1)
+    with pytest.raises(ValueError, match="it needs the schema in the prompt"):
+        load_examples(str(bird / "train.json"), schema=False, sample_rows=1)
+    with pytest.raises(ValueError, match="--sample-rows must be >= 0"):
+        load_examples(str(bird / "train.json"), sample_rows=-1)
+
+
 def test_spider_csv_adds_the_schema_only_when_told_where(tmp_path):
     spider = write_spider_dir(tmp_path)
     path = write_spider_csv(tmp_path / "train.csv")
@@ -400,4 +496,4 @@ def test_schema_sources_must_exist_and_cover_every_database(tmp_path):
     (spider / "tables.json").unlink()
     _one_line_error("no schema for db_id 'orchestra'", source=str(spider / "train.json"))
     chat = write_jsonl(tmp_path / "chat.jsonl", CHAT_RECORDS)
-    _one_line_error("apply only to Spider-format data", source=str(chat), tables=str(csv_path))
+    _one_line_error("apply only to Spider- or BIRD-format data", source=str(chat), tables=str(csv_path))

@@ -103,6 +103,9 @@ def test_resume_reproduces_losses(chat_file, tmp_path):
     (["--cublas-workspace-mib", "0"], "--cublas-workspace-mib must be >= 1"),
     (["--cuda-graphs", "--memory-snapshot", "s.pickle"], "--memory-snapshot cannot record"),
     (["--chunked-loss", "--peft", "full"], "--chunked-loss needs the label-only loss"),
+    (["--sample-rows", "-1"], "--sample-rows must be >= 0"),
+    (["--sample-rows", "2", "--data", "dummy:64"], "--sample-rows shows database rows"),
+    (["--eval", "--eval-split", "dev"], "--eval-split 'dev' is not a split of the bundled benchmark"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args, "--out", str(tmp_path / "x")],
@@ -112,3 +115,16 @@ def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     assert lines[-1].startswith("error: ") and message in lines[-1], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "x" / "metrics.jsonl").exists()
+
+
+def test_bird_data_with_sample_rows_trains_and_records_the_setting(tmp_path):
+    """BIRD's layout as training data: train.json with train_databases/ beside it, evidence and two
+    rows per table in every prompt; the setting is saved with the run (it defines what was trained)."""
+    from test_formats import write_bird_dir
+
+    bird = write_bird_dir(tmp_path)
+    cfg = TrainConfig(model="arch:tiny", data=str(bird / "train.json"), sample_rows=2, max_length=1024,
+                      batch_size=3, max_steps=2, optim="adamw", out=str(tmp_path / "run"), seed=7)
+    result = train_script.run(cfg)
+    assert [r["step"] for r in result.records] == [1, 2] and result.records[0]["tokens"] > 3 * 300
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["sample_rows"] == 2

@@ -28,8 +28,8 @@ from data.sqlbench.compose import Database, compose, create_table_sql, spider_ta
 from data.sqlbench.domains import DOMAINS, Domain
 from data.sqlbench.grammar import LEVELS, Example, Sampler, Select, sample
 
-VERSION = 3  # bump on any generator change: the cache directory name changes and it rebuilds
-SEED = f"sqlbench-v{VERSION}"
+VERSION = 4  # bump on any change of the output: the cache directory name changes and it rebuilds
+SEED = "sqlbench"  # every draw derives from it (not from VERSION: a bump changes only what the code changed)
 BENCHMARK_SPLITS = ("train", "test", "heldout_db", "heldout_domain")
 SPLIT_ALIASES = {"heldout": "heldout_domain"}
 DATABASES_PER_DOMAIN = 5
@@ -97,6 +97,8 @@ def build(path: str | Path, domains: tuple[Domain, ...] = DOMAINS, per_domain: i
         train_questions = {e["question"] for e in splits["train"]}
         splits["train"] += [e for e in splits["test"] if e["question"] in train_questions]
         splits["test"] = [e for e in splits["test"] if e["question"] not in train_questions]
+        for name in BENCHMARK_SPLITS:  # seeded shuffle: `--limit N` (evenly spread) is then a fair sample
+            random.Random(f"{SEED}:order:{name}").shuffle(splits[name])
         atomic_write_json(tmp / "tables.json", tables)
         for name in BENCHMARK_SPLITS:
             atomic_write_json(tmp / f"{name}.json", splits[name])

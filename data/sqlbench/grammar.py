@@ -177,9 +177,6 @@ class Sampler:
     def choice(self, items):
         return items[self.rng.randrange(len(items))] if items else None
 
-    def values(self, t: Table, c: Column) -> list:
-        return t.values(c)
-
     def quantile(self, t: Table, c: Column, low: float, high: float):
         values = sorted(t.values(c))
         return values[int(self.rng.uniform(low, high) * (len(values) - 1))] if values else None
@@ -211,7 +208,7 @@ class Sampler:
         if not values:
             return None
         r = self.rng.random()
-        if c.kind in ("category", "year") and r < 0.75 or c.kind == "label" and r < 0.3:
+        if (c.kind in ("category", "year") and r < 0.75) or (c.kind == "label" and r < 0.3):
             v = self.choice(sorted(set(values), key=str))
             return Cond(f"{col} = {literal(v)}", w.equals(c, v))
         if c.kind == "category" and r < 0.9:
@@ -291,11 +288,15 @@ def p_rows(s: Sampler, w: Words) -> Example | None:
     if t is None:
         return None
     n_conds = s.rng.choice((0, 1, 1, 1, 2))
-    got = s.conditions(w, t, None, n_conds)
+    cols = s.shown(t, s.rng.choice((1, 1, 1, 2, 2, 3)))
+    got = s.conditions(w, t, None, n_conds, avoid=tuple(c for c in cols if c is not t.label))
     if got is None:
         return None
     conds, use_or = got
-    cols = s.shown(t, s.rng.choice((1, 1, 1, 2, 2, 3)))
+    if any(c.column is t.label for c in conds):  # a named row: show its other columns (a lookup)
+        cols = [c for c in cols if c is not t.label] or [s.choice([c for c in s.attrs(t) if c.kind != "text"])]
+        if cols == [None]:
+            return None
     noun = w.noun(t)
     star = s.rng.random() < 0.06 and n_conds > 0
     q = Select(["*"] if star else [c.sql for c in cols], t.sql, where=conds, where_or=use_or)
@@ -853,8 +854,16 @@ def p_set(s: Sampler, w: Words) -> Example | None:
     shown = s.choice(cats) if on_category and cats else t.label
     if on_category and not cats:
         return None
-    c1 = s.condition(w, t, None, avoid=(shown,))
-    c2 = s.condition(w, t, None, avoid=(shown,))
+    measures = s.attrs(t, *ORDERABLE)
+    if op == "INTERSECT" and measures and s.rng.random() < 0.7:
+        # the categories that have both a high and a low value of one measure: a real intersection
+        m = s.choice(measures)
+        high, low = s.quantile(t, m, 0.6, 0.9), s.quantile(t, m, 0.1, 0.4)
+        c1 = Cond(f"{m.sql} > {literal(high)}", w.compare(m, ">", high), column=m)
+        c2 = Cond(f"{m.sql} < {literal(low)}", w.compare(m, "<", low), column=m)
+    else:
+        c1 = s.condition(w, t, None, avoid=(shown,))
+        c2 = s.condition(w, t, None, avoid=(shown,))
     if c1 is None or c2 is None or c1.sql == c2.sql:
         return None
     name = w.col(shown)

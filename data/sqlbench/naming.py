@@ -26,7 +26,7 @@ ABBREVIATIONS = {
     "percentage": "pct", "organization": "org", "information": "info", "transaction": "txn",
     "reservation": "resv", "appointment": "appt", "registration": "reg", "experience": "exp",
     "manufacturer": "mfr", "professor": "prof", "instructor": "instr", "population": "pop",
-    "first": "f", "last": "l", "year": "yr", "temperature": "temp", "street": "st",
+    "year": "yr", "temperature": "temp", "street": "st",
 }
 
 # Keywords a bare identifier may not be (SQLite's, and the words our SQL readers treat as reserved).
@@ -98,10 +98,6 @@ def join_words(words: tuple[str, ...] | list[str], style: Style, *, spaced: bool
     if case == "camel":
         return words[0].lower() + "".join(caps[1:])
     return "".join(caps)
-
-
-def table_name(entity_words: tuple[str, ...], plural_words: tuple[str, ...], style: Style) -> str:
-    return join_words(plural_words if style.plural_tables else entity_words, style)
 
 
 def key_name(entity_words: tuple[str, ...], style: Style, *, own: bool) -> str:

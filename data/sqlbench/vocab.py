@@ -150,8 +150,8 @@ ATTRIBUTES: dict[str, Attribute] = {a.key: a for a in [
     cat("occupation", "Engineer/Teacher/Nurse/Designer/Accountant/Student/Lawyer/Chef/Retired",
         "occupation|job|profession", skew=0.4, names="job|profession"),
     # ---- places and organisations
-    num("capacity", 100, 50000, "capacity|number of seats|seating capacity", step=50,
-        names="max_capacity|seats", gt="with room for more than {v} people"),
+    num("capacity", 100, 50000, "capacity|maximum capacity", step=50,
+        names="max_capacity|total_capacity", gt="with room for more than {v}", lt="with room for fewer than {v}"),
     yr("opening_year", 1900, 2020, "opening year|year of opening", names="opened|year_opened",
        eq="opened in {v}", gt="opened after {v}", lt="opened before {v}"),
     yr("founded_year", 1850, 2020, "founding year|year founded|year of foundation", names="founded|year_founded",

@@ -54,7 +54,7 @@ BENCH_LR, BENCH_WEIGHT_DECAY, BENCH_MAX_GRAD_NORM = 2e-4, 0.01, 1.0
 # TrainConfig fields the benchmark sets for every system alike: --ours-flags may not change them,
 # or "ours" would train another model, on other data or with another batch shape than "hf".
 SHARED_FIELDS = ("model", "peft", "quant", "double_quant", "compute_dtype", "lora_r", "lora_alpha", "lora_dropout",
-                 "target_modules", "device", "data", "split", "max_length", "batch_size", "accum", "ckpt",
+                 "target_modules", "device", "data", "split", "sample_rows", "max_length", "batch_size", "accum", "ckpt",
                  "max_steps", "epochs", "lr", "warmup", "scheduler", "weight_decay", "max_grad_norm", "optim",
                  "seed", "out", "resume", "save_every")
 # Engine switches the benchmark records per row (TrainConfig fields): run_ours applies them through train.py's
