@@ -190,19 +190,8 @@ def _spider_columns(records: list[dict], path: Path, schema_of: SchemaLookup | N
     return out
 
 
-def load_examples(
-    source: str,
-    split: str = "train",
-    *,
-    schema: bool = True,
-    tables: str | None = None,
-    db_dir: str | None = None,
-    require_schema: bool = False,
-) -> datasets.Dataset:
-    """Rows of {"messages", "db_id", "answer"}; `split` names the file only for "bundled" and
-    Spider-layout directories. schema=False leaves the DDL out of text-to-SQL prompts; with
-    `require_schema` a Spider file whose schema cannot be found is an error rather than a note
-    (training: its prompts would differ from the evaluation's, which reads the databases)."""
+def _records(source: str, split: str) -> tuple[Path, list[dict], str]:
+    """(the file, its records, their format) of `source` as load_examples takes it."""
     if source == "bundled":
         from data.sqlbench import BENCHMARK_SPLITS, bundled_benchmark_dir
 
@@ -225,6 +214,29 @@ def load_examples(
     for i, record in enumerate(records):  # a file mixing formats is an error, not a guess per record
         if detect_format(_present_keys(record), f"{path} record {i}") != kind:
             raise ValueError(f"{path}: record {i} is not {kind} like record 0 (keys {sorted(_present_keys(record))})")
+    return path, records, kind
+
+
+def record_format(source: str, split: str = "train") -> str:
+    """The format of `source`'s records (a key of FORMATS), read as load_examples reads them: "spider"
+    is text-to-SQL that eval.evaluate can score."""
+    return _records(source, split)[2]
+
+
+def load_examples(
+    source: str,
+    split: str = "train",
+    *,
+    schema: bool = True,
+    tables: str | None = None,
+    db_dir: str | None = None,
+    require_schema: bool = False,
+) -> datasets.Dataset:
+    """Rows of {"messages", "db_id", "answer"}; `split` names the file only for "bundled" and
+    Spider-layout directories. schema=False leaves the DDL out of text-to-SQL prompts; with
+    `require_schema` a Spider file whose schema cannot be found is an error rather than a note
+    (training: its prompts would differ from the evaluation's, which reads the databases)."""
+    path, records, kind = _records(source, split)
     print(f"{path}: {len(records)} {kind} records")
 
     if kind == "spider":
