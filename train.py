@@ -25,7 +25,7 @@ import torch
 from data.files import atomic_write_json, atomic_write_text, check_output_path
 from engine.checkpoint import (CHECKPOINT_PATTERN, TrainState, find_checkpoint, holds_results, load_checkpoint,
                                read_metrics, remove_leftovers, save_adapter)
-from engine.config import RESUME_MAY_CHANGE, ConfigError, TrainConfig, parse_config, read_settings
+from engine.config import RESOLVED_KEY, RESUME_MAY_CHANGE, ConfigError, TrainConfig, parse_config, read_settings
 from engine.console import ConsoleLog
 from engine.device import resolve_device
 from engine.distributed import LaunchError, init_distributed, launch_environment, shutdown
@@ -63,7 +63,8 @@ def run(cfg: TrainConfig, observers: list[StepObserver] = (), console: ConsoleLo
     start = resume_position(recipe, resume_from, run_dir) if resume_from else TrainState(world_size=dist.world_size)
     validation = validation_observer(recipe, run_dir)
     if dist.is_main:
-        atomic_write_json(run_dir / "config.json", cfg.to_dict())
+        # The settings (read back by --resume, valid as --config), and what they resolved to here.
+        atomic_write_json(run_dir / "config.json", {**cfg.to_dict(), RESOLVED_KEY: recipe.resolved()})
         (console or ConsoleLog()).attach(run_dir / "train.log")  # the lines so far, then each as it comes
 
     # ------------------------------------------------------------------------------------------
