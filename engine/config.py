@@ -79,8 +79,8 @@ class TrainConfig:
     """Split of the bundled benchmark to train on (train, test, heldout)."""
     db_dir: Optional[str] = None
     """Spider data: the directory of <db_id>/<db_id>.sqlite whose CREATE statements go into each prompt, as
-    for `eval.evaluate --db-dir`, so training and evaluation prompts are the same (default: database/
-    beside the data file)."""
+    for `eval.evaluate --db-dir`, so training and evaluation prompts are the same; --eval and --eval-ex
+    execute queries there (default: database/ beside the data file)."""
     tables: Optional[str] = None
     """Spider data: tables.json, the schema source for a db_id without a SQLite file, as for `eval.evaluate
     --tables` (default: tables.json beside the data file)."""
@@ -256,8 +256,7 @@ class TrainConfig:
              "it cannot run beside --offload-embeddings (validation loss can: drop --eval-ex)")
         need(self.data != "bundled" or not (self.db_dir or self.tables),
              "--db-dir and --tables apply to Spider files; the bundled benchmark has its own")
-        need(self.schema or not (self.db_dir or self.tables),
-             "--no-schema leaves the schema out of the prompts: --db-dir and --tables would not be read")
+        need(self.schema or not self.tables, "--no-schema leaves the schema out of the prompts: --tables would not be read")
         need(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
              f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
