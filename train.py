@@ -203,14 +203,15 @@ def evaluation_examples(cfg: TrainConfig) -> tuple[list[dict], Path, str]:
 def execution_accuracy(recipe: Recipe, k: int) -> Callable[[], float]:
     """--eval-ex K: execution accuracy on K examples of the validation data spread evenly, generated greedily
     by the model as it trains, as eval.evaluate does (--decoder auto: for the Llama family a dense copy of the
-    weights exists while it generates, and is freed after). Checked now: a missing database fails before
-    the first step."""
+    weights exists while it generates, and is freed after). Checked now: a missing database or a gold query
+    that fails is one line before the first step, not after hours of training."""
     from eval.evaluate import evaluate_model, spread_indices
-    from eval.report import check_databases
+    from eval.report import check_databases, check_gold
 
     examples, db_root, _ = evaluation_examples(recipe.cfg)
     picked = [examples[i] for i in spread_indices(len(examples), k)]
     check_databases((str(e.get("db_id") or "") for e in picked), db_root)
+    check_gold([{"db_id": e["db_id"], "gold": e["answer"]} for e in picked], db_root)
 
     def measure() -> float:
         report = evaluate_model(recipe.model, recipe.tokenizer, picked, db_root, None, log=None)
