@@ -84,7 +84,7 @@ def run(cfg: TrainConfig, observers: list[StepObserver] = (), console: ConsoleLo
     # Save the adapter (PEFT format), draw loss.png and memory.png, summarise, evaluate the fine-tuned
     # model, and say where everything is and the command that evaluates the adapter.
     if dist.is_main:
-        save_adapter(recipe.model, run_dir / "adapter")
+        save_adapter(recipe.model, run_dir / "adapter", recipe.tokenizer)
         run_figures(run_dir, read_metrics(run_dir))
     say(summary(cfg, records, elapsed))
     if cfg.eval:
@@ -271,6 +271,8 @@ def evaluation_command(cfg: TrainConfig, run_dir: Path) -> str | None:
     data, split = cfg.validation_source or ("bundled", cfg.eval_split)
     if data != "bundled" and record_format(data, split or "") != "spider":
         return None
+    if cfg.peft == "full" and not (run_dir / "adapter" / "tokenizer_config.json").is_file():
+        return None  # a full model trained on token ids has no tokenizer to generate with
     weights = ["--model" if cfg.peft == "full" else "--adapter", run_dir / "adapter"]  # full: the model itself
     spider = [(flag, value) for flag, value in (("--data", data), ("--db-dir", cfg.db_dir), ("--tables", cfg.tables))
               if value is not None and data != "bundled"]

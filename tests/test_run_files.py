@@ -89,6 +89,22 @@ def test_the_printed_evaluation_command_runs_on_the_runs_validation_data(tmp_pat
     assert report["examples_digest"] == final["examples_digest"]  # the examples --eval scored
 
 
+def test_a_full_fine_tune_saves_a_model_directory_the_printed_command_evaluates(tmp_path, capsys):
+    database = write_spider_dir(tmp_path / "spider") / "database"
+    csv = write_spider_csv(tmp_path / "train.csv")
+    out = tmp_path / "run"
+    assert train_script.main(["--model", "arch:tiny", "--peft", "full", "--optim", "adamw", "--data", str(csv),
+                              "--db-dir", str(database), "--val-data", str(csv), "--max-steps", "1",
+                              "--out", str(out)]) == 0
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= {
+        p.name for p in (out / "adapter").iterdir()}
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("evaluate the adapter: "))
+    command = shlex.split(line.removeprefix("evaluate the adapter: "))
+    assert command[3:5] == ["--model", str(out / "adapter")]
+    assert evaluate_script.main(command[3:] + ["--limit", "1", "--max-new-tokens", "4"]) == 0
+    assert json.loads((out / "eval" / "eval.json").read_text())["counts"]["examples"] == 1
+
+
 def test_a_failed_run_keeps_its_log_up_to_the_error_line(chat_file, tmp_path, capsys):
     out = tmp_path / "run"
     status = train_script.main(["--model", "arch:tiny", "--data", str(chat_file), "--max-steps", "12", "--lr", "1e6",
