@@ -87,7 +87,7 @@ class TrainConfig:
     schema: bool = True
     """Text-to-SQL prompts carry the schema DDL. Spider data whose schema is not found (no --db-dir,
     --tables, nor database/ or tables.json beside the file) is an error; --no-schema trains on the
-    question alone (seed 000's prompt), and eval.evaluate then needs --no-schema too."""
+    question alone (seed 000's prompt), and `eval.evaluate --adapter` follows the run's choice."""
     max_length: int = 512
     """Longest example in tokens. Longer examples are dropped and counted, never truncated (a cut answer
     would teach the model to stop mid-query)."""
