@@ -12,6 +12,7 @@ The story: config -> launch -> set-up (engine/recipe.py) -> evaluate the base ->
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 from dataclasses import dataclass, fields
@@ -24,12 +25,14 @@ import torch
 from data.files import atomic_write_json, atomic_write_text, check_output_path
 from engine.checkpoint import (CHECKPOINT_PATTERN, TrainState, find_checkpoint, holds_results, load_checkpoint,
                                read_metrics, remove_leftovers, save_adapter)
-from engine.config import RESUME_MAY_CHANGE, ConfigError, TrainConfig, parse_config, read_settings
+from engine.config import RESOLVED_KEY, RESUME_MAY_CHANGE, ConfigError, TrainConfig, parse_config, read_settings
+from engine.console import ConsoleLog
 from engine.device import resolve_device
 from engine.distributed import LaunchError, init_distributed, launch_environment, shutdown
 from engine.loop import train
 from engine.memory import format_bytes, tracked_total
 from engine.observers import StepObserver, TrainingDiverged, Validation
+from engine.plots import run_figures
 from engine.recipe import Recipe, set_up
 
 DESCRIPTION = __doc__.split("\n")[0]
@@ -44,7 +47,7 @@ class RunResult:
     run_dir: Path
 
 
-def run(cfg: TrainConfig, observers: list[StepObserver] = ()) -> RunResult:
+def run(cfg: TrainConfig, observers: list[StepObserver] = (), console: ConsoleLog | None = None) -> RunResult:
     # ------------------------------------------------------------------------------------------
     # Config and launch. A resumed run takes its saved config, so model, data order and schedule match.
     # Under torchrun every rank runs this same script; rank 0 alone prints and writes.
@@ -60,7 +63,9 @@ def run(cfg: TrainConfig, observers: list[StepObserver] = ()) -> RunResult:
     start = resume_position(recipe, resume_from, run_dir) if resume_from else TrainState(world_size=dist.world_size)
     validation = validation_observer(recipe, run_dir)
     if dist.is_main:
-        atomic_write_json(run_dir / "config.json", cfg.to_dict())
+        # The settings (read back by --resume, valid as --config), and what they resolved to here.
+        atomic_write_json(run_dir / "config.json", {**cfg.to_dict(), RESOLVED_KEY: recipe.resolved()})
+        (console or ConsoleLog()).attach(run_dir / "train.log")  # the lines so far, then each as it comes
 
     # ------------------------------------------------------------------------------------------
     # Evaluate before training: LoRA B starts at zero, so this *is* the base model (not when resumed).
@@ -76,9 +81,11 @@ def run(cfg: TrainConfig, observers: list[StepObserver] = ()) -> RunResult:
     elapsed = time.perf_counter() - started
 
     # ------------------------------------------------------------------------------------------
-    # Save the adapter (PEFT format), summarise, and evaluate the fine-tuned model.
+    # Save the adapter (PEFT format), draw loss.png and memory.png, summarise, evaluate the fine-tuned
+    # model, and say where everything is and the command that evaluates the adapter.
     if dist.is_main:
-        save_adapter(recipe.model, run_dir / "adapter")
+        save_adapter(recipe.model, run_dir / "adapter", recipe.tokenizer)
+        run_figures(run_dir, read_metrics(run_dir))
     say(summary(cfg, records, elapsed))
     if cfg.eval:
         from eval.report import format_comparison
@@ -86,6 +93,7 @@ def run(cfg: TrainConfig, observers: list[StepObserver] = ()) -> RunResult:
         final_report = evaluate(recipe, run_dir / "eval-final", "fine-tuned")
         if base_report is not None:
             say(format_comparison(base_report, final_report))
+    say(next_steps(cfg, run_dir, validation))
     return RunResult(model=recipe.model, records=records, run_dir=run_dir)
 
 
@@ -195,14 +203,15 @@ def evaluation_examples(cfg: TrainConfig) -> tuple[list[dict], Path, str]:
 def execution_accuracy(recipe: Recipe, k: int) -> Callable[[], float]:
     """--eval-ex K: execution accuracy on K examples of the validation data spread evenly, generated greedily
     by the model as it trains, as eval.evaluate does (--decoder auto: for the Llama family a dense copy of the
-    weights exists while it generates, and is freed after). Checked now: a missing database fails before
-    the first step."""
+    weights exists while it generates, and is freed after). Checked now: a missing database or a gold query
+    that fails is one line before the first step, not after hours of training."""
     from eval.evaluate import evaluate_model, spread_indices
-    from eval.report import check_databases
+    from eval.report import check_databases, check_gold
 
     examples, db_root, _ = evaluation_examples(recipe.cfg)
     picked = [examples[i] for i in spread_indices(len(examples), k)]
     check_databases((str(e.get("db_id") or "") for e in picked), db_root)
+    check_gold([{"db_id": e["db_id"], "gold": e["answer"]} for e in picked], db_root)
 
     def measure() -> float:
         report = evaluate_model(recipe.model, recipe.tokenizer, picked, db_root, None, log=None)
@@ -225,20 +234,52 @@ def evaluate(recipe: Recipe, out_dir: Path, which: str):
 
 
 def summary(cfg: TrainConfig, records: list[dict], elapsed: float) -> str:
-    """The closing lines: steps, speed, the loss from first to last step, memory at the largest step,
-    where the results are."""
-    lines = []
-    if records:
-        peak = max(records, key=lambda r: tracked_total(r["mem"]))["mem"]
-        tokens = sum(r["tokens"] for r in records)
-        lines += [f"done: {len(records)} steps in {elapsed:.0f} s, {tokens / elapsed:.0f} tokens/s | "
-                  f"loss {records[0]['loss']:.4f} -> {records[-1]['loss']:.4f}",
-                  "memory at the largest step: " + ", ".join(f"{k} {format_bytes(peak[k])}" for k in SUMMARY_KEYS)]
-    lines.append(f"adapter: {Path(cfg.out) / 'adapter'} | metrics: {Path(cfg.out) / 'metrics.jsonl'}")
+    """Steps, speed, the loss from first to last step, memory at the largest step."""
+    if not records:
+        return "done: no step to run"
+    peak = max(records, key=lambda r: tracked_total(r["mem"]))["mem"]
+    tokens = sum(r["tokens"] for r in records)
+    return "\n".join([f"done: {len(records)} steps in {elapsed:.0f} s, {tokens / elapsed:.0f} tokens/s | "
+                      f"loss {records[0]['loss']:.4f} -> {records[-1]['loss']:.4f}",
+                      "memory at the largest step: " + ", ".join(f"{k} {format_bytes(peak[k])}" for k in SUMMARY_KEYS)])
+
+
+def next_steps(cfg: TrainConfig, run_dir: Path, validation: Validation | None) -> str:
+    """The closing lines: where the results are, the best checkpoint, the command that evaluates the
+    adapter on the data --eval uses (with the run's data and schema flags), and how to train longer."""
+    files = ["metrics.jsonl", "loss.png", "memory.png"] + ["train.log"] * (run_dir / "train.log").is_file()
+    lines = [f"adapter: {run_dir / 'adapter'} | {' '.join(str(run_dir / f) for f in files)}"]
+    if validation is not None and validation.best_step is not None:
+        kept = run_dir / f"checkpoint-{validation.best_step}"
+        lines.append(f"best val_loss {validation.best_loss:.4f} at step {validation.best_step}"
+                     + (f": {kept} (its adapter: {kept / 'adapter'})" if kept.is_dir() else ""))
+    command = evaluation_command(cfg, run_dir)
+    if command:
+        lines.append(f"evaluate the adapter: {command}")
     if cfg.max_steps > 0:
         lines.append(f"train longer with --max-steps N (this run: {cfg.max_steps}), or --max-steps -1 --epochs 1 "
                      "for a full epoch")
     return "\n".join(lines)
+
+
+def evaluation_command(cfg: TrainConfig, run_dir: Path) -> str | None:
+    """`python -m eval.evaluate ...` for this run's adapter on the data --eval evaluates (the validation data,
+    else the bundled benchmark's --eval-split), with the data, database, schema and sample-row flags the run
+    used, so the prompts are the training's; None when that data is not text-to-SQL."""
+    from data.formats import record_format
+
+    data, split = cfg.validation_source or ("bundled", cfg.eval_split)
+    if data != "bundled" and record_format(data, split or "") not in ("spider", "bird"):
+        return None
+    if cfg.peft == "full" and not (run_dir / "adapter" / "tokenizer_config.json").is_file():
+        return None  # a full model trained on token ids has no tokenizer to generate with
+    weights = ["--model" if cfg.peft == "full" else "--adapter", run_dir / "adapter"]  # full: the model itself
+    spider = [(flag, value) for flag, value in (("--data", data), ("--db-dir", cfg.db_dir), ("--tables", cfg.tables))
+              if value is not None and data != "bundled"]
+    args = ["python", "-m", "eval.evaluate", *weights, *[a for pair in spider for a in pair]]
+    args += ["--split", split] * bool(split) + ["--no-schema"] * (not cfg.schema)
+    args += ["--sample-rows", cfg.sample_rows] * bool(cfg.sample_rows) + ["--out", run_dir / "eval"]
+    return " ".join(shlex.quote(str(a)) for a in args)
 
 
 # ---- command line ----------------------------------------------------------------------------
@@ -267,12 +308,18 @@ def interrupted(cfg: TrainConfig | None) -> str:
 
 def main(argv: list[str] | None = None, observers: list[StepObserver] = ()) -> int:
     """The command line: bad input is one line and exit status 2; a lost peer rank one line and 1;
-    Ctrl-C one line and 130."""
+    Ctrl-C one line and 130. Everything it prints is kept in the run directory's train.log as well."""
+    with ConsoleLog(["python", "train.py", *(sys.argv[1:] if argv is None else argv)]) as console:
+        return command(argv, observers, console)
+
+
+def command(argv: list[str] | None, observers: list[StepObserver], console: ConsoleLog) -> int:
+    """`main` inside the console tee: what it prints, the error lines included, goes to train.log too."""
     cfg = None
     try:
         cfg = parse_config(argv, description=DESCRIPTION)
         try:
-            run(cfg, observers)
+            run(cfg, observers, console)
         finally:
             shutdown(launch_environment())
     except KeyboardInterrupt:

@@ -216,25 +216,8 @@ def _sql_columns(records: list[dict], path: Path, schema_of: SchemaLookup | None
     return out
 
 
-def load_examples(
-    source: str,
-    split: str = "train",
-    *,
-    schema: bool = True,
-    tables: str | None = None,
-    db_dir: str | None = None,
-    require_schema: bool = False,
-    sample_rows: int = 0,
-) -> datasets.Dataset:
-    """Rows of {"messages", "db_id", "answer"}; `split` names the file only for "bundled" and
-    Spider- or BIRD-layout directories. schema=False leaves the DDL out of text-to-SQL prompts; with
-    `require_schema` a Spider or BIRD file whose schema cannot be found is an error rather than a note
-    (training: its prompts would differ from the evaluation's, which reads the databases);
-    sample_rows > 0 puts that many rows of each table under its CREATE TABLE."""
-    if sample_rows < 0:
-        raise ValueError(f"--sample-rows must be >= 0, got {sample_rows}")
-    if sample_rows and not schema:
-        raise ValueError("--sample-rows shows rows under the schema: it needs the schema in the prompt")
+def _records(source: str, split: str) -> tuple[Path, list[dict], str]:
+    """(the file, its records, their format) of `source` as load_examples takes it."""
     if source == "bundled":
         from data.sqlbench import bundled_benchmark_dir, split_name
 
@@ -255,6 +238,35 @@ def load_examples(
     for i, record in enumerate(records):  # a file mixing formats is an error, not a guess per record
         if detect_format(_present_keys(record), f"{path} record {i}") != kind:
             raise ValueError(f"{path}: record {i} is not {kind} like record 0 (keys {sorted(_present_keys(record))})")
+    return path, records, kind
+
+
+def record_format(source: str, split: str = "train") -> str:
+    """The format of `source`'s records (a key of FORMATS), read as load_examples reads them: "spider"
+    and "bird" are text-to-SQL that eval.evaluate can score."""
+    return _records(source, split)[2]
+
+
+def load_examples(
+    source: str,
+    split: str = "train",
+    *,
+    schema: bool = True,
+    tables: str | None = None,
+    db_dir: str | None = None,
+    require_schema: bool = False,
+    sample_rows: int = 0,
+) -> datasets.Dataset:
+    """Rows of {"messages", "db_id", "answer"}; `split` names the file only for "bundled" and
+    Spider- or BIRD-layout directories. schema=False leaves the DDL out of text-to-SQL prompts; with
+    `require_schema` a Spider or BIRD file whose schema cannot be found is an error rather than a note
+    (training: its prompts would differ from the evaluation's, which reads the databases);
+    sample_rows > 0 puts that many rows of each table under its CREATE TABLE."""
+    if sample_rows < 0:
+        raise ValueError(f"--sample-rows must be >= 0, got {sample_rows}")
+    if sample_rows and not schema:
+        raise ValueError("--sample-rows shows rows under the schema: it needs the schema in the prompt")
+    path, records, kind = _records(source, split)
     print(f"{path}: {len(records)} {kind} records")
 
     if kind in ("spider", "bird"):

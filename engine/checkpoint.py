@@ -54,12 +54,15 @@ def _save_failed(what: str, run_dir: Path, error: OSError) -> SaveFailed:
     return SaveFailed(f"could not write {what} in {run_dir} ({error.strerror or error}); {then}")
 
 
-def save_adapter(model: torch.nn.Module, path: Path) -> Path:
+def save_adapter(model: torch.nn.Module, path: Path, tokenizer=None) -> Path:
     """PEFT format (adapter_config.json + adapter_model.safetensors), loadable by
-    `PeftModel.from_pretrained(base, path)`. With --peft full the whole model is saved instead."""
+    `PeftModel.from_pretrained(base, path)`. With --peft full the whole model is saved instead, with
+    `tokenizer` beside it: a model directory that loads on its own (`eval.evaluate --model path`)."""
     try:
         with atomic_directory(path) as tmp:
             model.save_pretrained(tmp)
+            if tokenizer is not None and not hasattr(model, "peft_config"):
+                tokenizer.save_pretrained(tmp)
     except OSError as error:
         raise _save_failed(path.name, path.parent, error) from None
     return path

@@ -88,15 +88,15 @@ class TrainConfig:
     or the <split>.json of a Spider or BIRD directory."""
     db_dir: Optional[str] = None
     """Spider data: the directory of <db_id>/<db_id>.sqlite whose CREATE statements go into each prompt, as
-    for `eval.evaluate --db-dir`, so training and evaluation prompts are the same (default: database/
-    beside the data file)."""
+    for `eval.evaluate --db-dir`, so training and evaluation prompts are the same; --eval and --eval-ex
+    execute queries there (default: database/ beside the data file)."""
     tables: Optional[str] = None
     """Spider data: tables.json, the schema source for a db_id without a SQLite file, as for `eval.evaluate
     --tables` (default: tables.json beside the data file)."""
     schema: bool = True
     """Text-to-SQL prompts carry the schema DDL. Spider data whose schema is not found (no --db-dir,
     --tables, nor database/ or tables.json beside the file) is an error; --no-schema trains on the
-    question alone (seed 000's prompt), and eval.evaluate then needs --no-schema too."""
+    question alone (seed 000's prompt), and `eval.evaluate --adapter` follows the run's choice."""
     sample_rows: int = 0
     """Show this many rows of each table as a comment under its CREATE TABLE in text-to-SQL prompts (as
     CodeS and Qwen's text-to-SQL prompts do); training and --eval prompts alike; 0: none. Longer prompts:
@@ -292,8 +292,7 @@ class TrainConfig:
              "it cannot run beside --offload-embeddings (validation loss can: drop --eval-ex)")
         need(self.data != "bundled" or not (self.db_dir or self.tables),
              "--db-dir and --tables apply to Spider files; the bundled benchmark has its own")
-        need(self.schema or not (self.db_dir or self.tables),
-             "--no-schema leaves the schema out of the prompts: --db-dir and --tables would not be read")
+        need(self.schema or not self.tables, "--no-schema leaves the schema out of the prompts: --tables would not be read")
         need(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
              f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 

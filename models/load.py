@@ -28,7 +28,7 @@ import torch
 import transformers
 from torch import nn
 
-from models.bundled import BUNDLED_NAME, bundled_model_dir
+from models.bundled import BUNDLED_HUB_ID, BUNDLED_NAME, bundled_model_dir
 from models.lora import apply_lora, default_target_modules
 from models.presets import PRESETS, preset_config
 from models.quantize import QUANT_TYPES, quantize_to_4bit
@@ -75,6 +75,15 @@ def _checkpoint(spec: str) -> str:
         raise ValueError(f"--model {spec!r} is not in the local Hugging Face cache: download it where there is "
                          f"network (hf download {spec}), or pass a local model directory")
     return str(Path(cached).parent)
+
+
+def base_model_name(spec: str) -> str | None:
+    """The base an adapter trained on `spec` names in adapter_config.json (`base_model_name_or_path`), so
+    that it resolves elsewhere: the hub id of the bundled model, a hub id as given, a local directory as
+    given (it resolves where that directory is); None for a random-init preset, which exists nowhere."""
+    if is_random_init(spec):
+        return None
+    return BUNDLED_HUB_ID if spec == BUNDLED_NAME else spec
 
 
 def _from_pretrained(cls, name: str, **kwargs):
@@ -179,7 +188,8 @@ def load_model(
         for param in model.parameters():
             param.requires_grad_(False)
         targets = target_modules if target_modules is not None else default_target_modules(model)
-        model = apply_lora(model, r=lora_r, alpha=lora_alpha, dropout=lora_dropout, target_modules=targets)
+        model = apply_lora(model, r=lora_r, alpha=lora_alpha, dropout=lora_dropout, target_modules=targets,
+                           base_model_name=base_model_name(spec))
 
     model.config.use_cache = False  # no KV cache while training: it is memory for nothing
     model.train()

@@ -34,10 +34,12 @@ def default_target_modules(model: nn.Module) -> list[str]:
 
 
 def apply_lora(
-    model: nn.Module, *, r: int, alpha: float, dropout: float, target_modules: list[str]
+    model: nn.Module, *, r: int, alpha: float, dropout: float, target_modules: list[str],
+    base_model_name: str | None = None,
 ) -> nn.Module:
     """Wrap `model` with LoRA adapters on `target_modules` (leaf names); adapters in fp32, base frozen.
-    Returns the peft.PeftModel."""
+    `base_model_name` is what the saved adapter_config.json names as its base (peft would write the path
+    the weights were read from). Returns the peft.PeftModel."""
     import peft  # imported here: it takes seconds, and the constants above need none of it
 
     if r <= 0:
@@ -59,6 +61,8 @@ def apply_lora(
         task_type="CAUSAL_LM",
     )
     lora_model = peft.get_peft_model(model, config)
+    # Set after wrapping: get_peft_model replaces it with the path the weights were read from.
+    lora_model.peft_config["default"].base_model_name_or_path = base_model_name
     for param in lora_model.parameters():
         if param.requires_grad:
             param.data = param.data.float()  # see the module docstring: fp32 adapters

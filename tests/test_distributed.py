@@ -49,10 +49,11 @@ def losses(run_dir: Path) -> list[float]:
 
 
 def test_two_ranks_equal_one_process(chat_file, tmp_path):
+    validate = ["--val-data", str(chat_file), "--eval-every", "2"]  # each rank sums its share of the tokens
     single = subprocess.run([sys.executable, str(ROOT / "train.py"), *common_args(chat_file, tmp_path / "single"),
-                             "--batch-size", "4"], capture_output=True, text=True, cwd=ROOT, timeout=400)
+                             "--batch-size", "4", *validate], capture_output=True, text=True, cwd=ROOT, timeout=400)
     assert single.returncode == 0, single.stderr[-3000:]
-    ddp = torchrun(2, [*common_args(chat_file, tmp_path / "ddp"), "--batch-size", "2"])
+    ddp = torchrun(2, [*common_args(chat_file, tmp_path / "ddp"), "--batch-size", "2", *validate])
     assert ddp.returncode == 0, ddp.stderr[-3000:]
 
     ours, reference = losses(tmp_path / "ddp"), losses(tmp_path / "single")
@@ -63,6 +64,10 @@ def test_two_ranks_equal_one_process(chat_file, tmp_path):
 
     records = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     assert all(r["world_size"] == 2 and len(r["mem_ranks"]) == 2 for r in records)
+    validated = [json.loads(line) for line in (tmp_path / "single" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val_loss" in r] == [2, 4] == [r["step"] for r in validated if "val_loss" in r]
+    for a, b in zip(records, validated):
+        assert a.get("val_loss", 0) == pytest.approx(b.get("val_loss", 0), abs=1e-5)
     # One gradient all-reduce per optimizer step (accum 2: without no_sync there would be 2 per step).
     assert all(r["grad_allreduces"] == 1 for r in records), [r.get("grad_allreduces") for r in records]
 

@@ -45,7 +45,7 @@ def training_prompts(cfg: TrainConfig, model) -> list[list[int]]:
 @pytest.mark.parametrize("schema", [True, False])
 def test_train_and_evaluate_build_the_same_prompt_tokens(spider_csv, tiny, schema):
     csv, database = spider_csv
-    flags = dict(db_dir=str(database)) if schema else dict(schema=False)
+    flags = dict(db_dir=str(database)) if schema else dict(db_dir=str(database), schema=False)  # execution only
     trained = training_prompts(TrainConfig(model="arch:tiny", data=str(csv), **flags), tiny)
     examples, db_root = evaluation_data(str(csv), db_dir=str(database), schema=schema)
     tokenizer = load_tokenizer("arch:tiny")
@@ -83,7 +83,8 @@ def test_spider_data_without_a_schema_is_one_line_unless_no_schema(spider_csv, t
     assert status == 2 and err[-1].startswith("error: ") and not any("Traceback" in line for line in err), err
     assert "no schema for its text-to-SQL prompts" in err[-1] and "--db-dir" in err[-1] and "--no-schema" in err[-1]
     assert not (tmp_path / "run").exists()
-    for flags, message in ((["--no-schema", "--db-dir", str(database)], "--no-schema leaves the schema out"),
+    for flags, message in ((["--no-schema", "--tables", str(database.parent / "tables.json")],
+                            "--no-schema leaves the schema out"),
                            (["--db-dir", str(tmp_path / "none")], "database directory not found"),
                            (["--data", "bundled", "--db-dir", str(database)], "the bundled benchmark has its own")):
         status, err = run_train(capsys, "--data", str(csv), *flags, "--out", str(tmp_path / "run"))

@@ -252,7 +252,9 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one_and_says_how_to_
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"error: could not write checkpoint-3 in {run} (No space left on device); checkpoint-2 is kept: free space, "
         f"then python train.py --resume {run}")
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint-1", "checkpoint-2", "config.json", "metrics.jsonl"]
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint-1", "checkpoint-2", "config.json", "metrics.jsonl",
+                                                     "train.log"]
+    assert (run / "train.log").read_text().splitlines()[-1].startswith("error: could not write checkpoint-3")
     monkeypatch.undo()  # space freed: the advice works and the run ends as if the disk never filled
     assert train_script.main(["--resume", str(run)]) == 0
     assert losses(run) == losses(reference)

@@ -181,3 +181,17 @@ def test_validation_data_that_cannot_be_read_is_one_line(chat_file, tmp_path, ca
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert err[-1].startswith("error: ") and message in err[-1], err
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_execution_accuracy_that_could_not_run_fails_before_the_first_step(tmp_path, capsys):
+    from tests.test_formats import write_spider_csv
+
+    csv = write_spider_csv(tmp_path / "train.csv")
+    (tmp_path / "no-databases").mkdir()
+    out = tmp_path / "run"
+    status = train_script.main(["--model", "arch:tiny", "--data", str(csv), "--no-schema", "--db-dir",
+                                str(tmp_path / "no-databases"), "--val-data", str(csv), "--eval-ex", "2",
+                                "--max-steps", "3", "--out", str(out)])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert status == 2 and err[-1].startswith("error: database for db_id 'concert' not found"), err[-3:]
+    assert not (out / "metrics.jsonl").exists() and not (out / "config.json").exists()

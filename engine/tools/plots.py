@@ -1,40 +1,26 @@
 """Memory figures (matplotlib, Agg backend: no display needed).
 
     components_figure(rows, path)   stacked bars per sweep configuration: measured next to predicted
-    timeline_figure(run_dir, path)  one run, per optimizer step: stacked components, with the CUDA
-                                    allocator's peak and reserved bytes drawn over them
+    timeline_figure(run_dir, path)  one run, per optimizer step: the memory.png every run draws at its end
+                                    (engine/plots.py), for any run directory (an older or a killed one)
     python -m engine.tools.plots RUN_DIR [--out timeline.png]
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
 
-import matplotlib
+from data.files import check_output_path
+from engine import plots as run_plots
+from engine.plots import GIB, plt, save_figure  # pyplot after engine.plots chose the Agg backend
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from data.files import atomic_write_bytes, check_output_path  # noqa: E402
-
-GIB = 1024**3
 # What the bars stack, bottom to top: the book's four kinds of memory (seed 003, "GPU 메모리 분석하기").
 STACK = (("parameters", ("params_4bit", "params_frozen", "params_trainable"), "#4c72b0"),
          ("gradients", ("grads",), "#dd8452"),
          ("optimizer", ("optimizer",), "#55a868"),
          ("activations", ("activations",), "#c44e52"))
-
-
-def _save(fig, path: Path) -> Path:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
 
 
 def _stack_values(mem: dict) -> list[float]:
@@ -70,7 +56,7 @@ def components_figure(rows: list[dict], path: Path, title: str = "memory per con
     ax.set_ylabel("GiB")
     ax.set_title(f"{title} (left: measured, right hatched: predicted)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a bar
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -86,26 +72,10 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 def timeline_figure(run_dir: Path, path: Path | None = None) -> Path:
-    """Per-step stacked area of one run's components, with peak_allocated and reserved (CUDA) on top."""
+    """Per-step stacked components of one run, with peak_allocated and reserved (CUDA) on top."""
     path = Path(path) if path else Path(run_dir) / "timeline.png"
     check_output_path(path, is_file=True)
-    records = read_metrics(run_dir)
-    if not records:
-        raise ValueError(f"{run_dir}/metrics.jsonl holds no step")
-    steps = [r["step"] for r in records]
-    series = list(zip(*(_stack_values(r["mem"]) for r in records)))
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    ax.stackplot(steps, *series, labels=[label for label, _, _ in STACK], colors=[c for _, _, c in STACK], alpha=0.85)
-    for key, style in (("peak_allocated", "-"), ("reserved", "--")):
-        values = [r["mem"].get(key) for r in records]
-        if any(v is not None for v in values):
-            ax.plot(steps, [(v or 0) / GIB for v in values], "k" + style, lw=1.5, label=f"CUDA {key}")
-    ax.set_xlabel("optimizer step")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("GiB")
-    ax.set_title(f"{Path(run_dir).name}: memory per step")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return _save(fig, path)
+    return run_plots.timeline_figure(read_metrics(run_dir), run_dir, path)
 
 
 def build_parser() -> argparse.ArgumentParser:
