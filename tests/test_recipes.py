@@ -51,7 +51,7 @@ CASES = {
                                                  val_data="data/validation.csv", eval_ex=32, save_best=True)),
     "yoda-prompt-completion-sft.yaml": (yoda_jsonl, dict(model="microsoft/Phi-3-mini-4k-instruct", lora_r=8,
                                                          lora_alpha=16, lora_dropout=0.05, max_length=64, batch_size=16,
-                                                         max_steps=-1, epochs=10, lr=3e-4, ckpt=True)),
+                                                         max_steps=-1, epochs=10, lr=3e-4, ckpt=True, packing=True)),
     "koalpaca-alpaca.yaml": (koalpaca_jsonl, dict(model="meta-llama/Llama-3.2-1B-Instruct", lora_r=4, lora_alpha=8,
                                                   batch_size=2, accum=4, warmup=1.0, max_steps=1000,
                                                   save_total_limit=3, save_every=500)),
