@@ -9,12 +9,15 @@ something to merge), the prompts of the bundled held-out questions (chat templat
 builds them), then for each batch size
   hf      `model.generate(do_sample=False, max_new_tokens=N, min_new_tokens=N)` on the peft model;
   plain   eval/generate.greedy_decode on the peft model (4-bit weights + LoRA, a growing cache);
-  static  eval/decoder.StaticDecoder: merged weights, static cache, CUDA graph on a GPU.
+  static  eval/decoder.StaticDecoder: dense weights, static cache, CUDA graph on a GPU, the adapters
+          computed in fp32 beside the base matmul as peft computes them (its default);
+  static-fused  the same with the adapters fused into the base matmul in the compute dtype
+          (StaticDecoder(lora="fused"): fewer kernels, bf16 rounding of the adapter path).
 Every row generates exactly --new-tokens tokens (no stop token), so all three do the same work.
 Each system first decodes one batch untimed (allocator, cuBLAS and graph warm-up); the clock then runs
 over all --examples prompts, from the first prefill to the last token after a device sync. The static
 decoder's one-time set-up (merging, capture) is reported in its own column.
-Also printed: the share of greedy tokens where static and plain agree, position by position.
+Also printed: the share of greedy tokens where each static decoder and plain agree, position by position.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import torch
 
 from data.files import atomic_write_json, atomic_write_text
 
-SYSTEMS = ("hf", "plain", "static")
+SYSTEMS = ("hf", "plain", "static", "static-fused")
 
 
 def _sync(device: torch.device) -> None:
@@ -82,11 +85,12 @@ def bench_model(spec: str, adapter: str | None, batch_sizes: list[int], new_toke
             outputs: dict[str, list[list[int]]] = {}
             setup = 0.0
             for system in systems:
-                if system == "static":
+                if system.startswith("static"):
                     _sync(device)
                     t0 = time.perf_counter()
                     decoder = StaticDecoder(model, batch_size=batch_size, max_len=len(prompts[0]) + new_tokens,
-                                            pad_token_id=pad, stop_ids=[])
+                                            pad_token_id=pad, stop_ids=[],
+                                            lora="fused" if system == "static-fused" else "fp32")
                     decoder.decode(batches[0], max_new_tokens=new_tokens)  # includes the capture
                     _sync(device)
                     setup = time.perf_counter() - t0
@@ -104,7 +108,7 @@ def bench_model(spec: str, adapter: str | None, batch_sizes: list[int], new_toke
                                              max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                                              pad_token_id=pad, use_cache=True)
                         return out[:, ids.shape[1]:].tolist()
-                if system != "static":
+                if not system.startswith("static"):
                     run(batches[0])  # warm-up
                 _sync(device)
                 t0 = time.perf_counter()
@@ -115,22 +119,24 @@ def bench_model(spec: str, adapter: str | None, batch_sizes: list[int], new_toke
                 rows.append({"model": spec, "batch_size": batch_size, "system": system,
                              "examples": len(prompts), "new_tokens": new_tokens, "seconds": round(seconds, 3),
                              "tokens_per_s": round(generated / seconds, 1),
-                             "setup_seconds": round(setup, 2) if system == "static" else None})
+                             "setup_seconds": round(setup, 2) if system.startswith("static") else None})
             hf = next((r for r in rows if r["model"] == spec and r["batch_size"] == batch_size
                        and r["system"] == "hf"), None)
             for r in rows:
                 if r["model"] == spec and r["batch_size"] == batch_size:
                     r["vs_hf"] = round(r["tokens_per_s"] / hf["tokens_per_s"], 2) if hf else None
-            if "static" in outputs and "plain" in outputs:
-                pairs = [(a, b) for x, y in zip(outputs["static"], outputs["plain"]) for a, b in zip(x, y)]
-                rows[-1]["agree_with_plain"] = round(sum(a == b for a, b in pairs) / len(pairs), 4)
+            for r in rows:
+                if r["model"] == spec and r["batch_size"] == batch_size and r["system"].startswith("static") \
+                        and "plain" in outputs:
+                    pairs = [(a, b) for x, y in zip(outputs[r["system"]], outputs["plain"]) for a, b in zip(x, y)]
+                    r["agree_with_plain"] = round(sum(a == b for a, b in pairs) / len(pairs), 4)
     return rows
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = [f"{'model':<22} {'batch':>5} {'system':<7} {'tokens/s':>10} {'vs HF':>7} {'set-up s':>9} {'agree':>7}"]
+    lines = [f"{'model':<22} {'batch':>5} {'system':<12} {'tokens/s':>10} {'vs HF':>7} {'set-up s':>9} {'agree':>7}"]
     for r in rows:
-        lines.append(f"{r['model']:<22} {r['batch_size']:>5} {r['system']:<7} {r['tokens_per_s']:>10,.1f} "
+        lines.append(f"{r['model']:<22} {r['batch_size']:>5} {r['system']:<12} {r['tokens_per_s']:>10,.1f} "
                      f"{r['vs_hf'] if r.get('vs_hf') is not None else '-':>7} "
                      f"{r['setup_seconds'] if r.get('setup_seconds') is not None else '-':>9} "
                      f"{r.get('agree_with_plain', '-'):>7}")

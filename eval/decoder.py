@@ -132,15 +132,18 @@ def _lora_factors(module: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor, f
 
 class _Linear:
     """Linear layers side by side (q|k|v, gate|up) as one dense matmul of the dequantised weights, with
-    their LoRA adapters computed as peft does, x W^T + s (x A^T) B^T, in two kernels: the A rows ride
-    under W in the same matmul, and the B term is added into the output in place (y += (x A^T)(s B)^T).
-    A decode step is a few hundred small kernels, so kernels, not FLOPs, set its time.
+    their LoRA adapters beside it, x W^T + s (x A^T) B^T, in one of three ways:
+      lora="fp32"   as peft's LoRA layer computes it: x and the adapters in fp32, their product added
+                    to the base output in fp32 and the sum rounded once (four small kernels more);
+      lora="fused"  in two kernels: the A rows ride under W in the same matmul, and the B term is added
+                    into the output in place (y += (x A^T)(s B)^T), all in the compute dtype;
+      merge=True    folded into W (one matmul), as `PeftModel.merge_and_unload` does. In bf16 the small
+                    delta s B A is then rounded into W, which changed 14 of 328 greedy answers on the
+                    bundled held-out split (EX 0.848 -> 0.835, H200, 2026-12-02).
+    A decode step is a few hundred small kernels, so kernels, not FLOPs, set its time."""
 
-    merge=True folds the adapters into W instead (one matmul): in bf16 the small delta s B A is then
-    rounded into W, which changed 14 of 328 greedy answers on the bundled held-out split (EX 0.848 ->
-    0.835, H200, 2026-12-02); kept beside W the answers are those of the 4-bit model."""
-
-    def __init__(self, modules: Sequence[nn.Module], dtype: torch.dtype, merge: bool = False):
+    def __init__(self, modules: Sequence[nn.Module], dtype: torch.dtype, merge: bool = False,
+                 lora: str = "fp32"):
         weights, biases, blocks = [], [], []  # blocks: (row offset, A, B, scaling)
         offset = 0
         for module in modules:
@@ -154,11 +157,10 @@ class _Linear:
             offset += weight.shape[0]
         self.out_features = offset
         has_bias = any(getattr(getattr(m, "base_layer", m), "bias", None) is not None for m in modules)
-        self.lora_b = None
+        self.lora_a = self.lora_b = None
+        self.fused = lora == "fused"
         if blocks:
-            a = torch.cat([a for _, a, _, _ in blocks]).to(dtype)
-            weights.append(a)
-            biases.append(torch.zeros(a.shape[0], device=a.device))
+            a = torch.cat([a for _, a, _, _ in blocks]).float()
             # B with its scaling folded in (exact for the usual power-of-two alpha / r), one block per
             # adapter: rows of its layer, columns of its rank.
             b_full = torch.zeros(offset, a.shape[0], device=a.device, dtype=torch.float32)
@@ -166,7 +168,12 @@ class _Linear:
             for row, a_block, b, scale in blocks:
                 b_full[row:row + b.shape[0], column:column + a_block.shape[0]] = b.float() * scale
                 column += a_block.shape[0]
-            self.lora_b = b_full.to(dtype)
+            if self.fused:
+                weights.append(a.to(dtype))
+                biases.append(torch.zeros(a.shape[0], device=a.device))
+                self.lora_b = b_full.to(dtype)
+            else:
+                self.lora_a, self.lora_b = a, b_full
         self.weight = torch.cat(weights)
         self.bias = torch.cat(biases).to(dtype) if has_bias else None
 
@@ -174,6 +181,10 @@ class _Linear:
         y = F.linear(x, self.weight, self.bias)
         if self.lora_b is None:
             return y
+        if not self.fused:  # peft's order: the adapters in fp32, added to the base output in fp32, rounded once
+            h = F.linear(x.float(), self.lora_a)
+            out = torch.addmm(y.view(-1, y.shape[-1]).float(), h.view(-1, h.shape[-1]), self.lora_b.t())
+            return out.to(y.dtype).view(y.shape)
         flat = y.view(-1, y.shape[-1])
         base = flat[:, :self.out_features]
         base.addmm_(flat[:, self.out_features:], self.lora_b.t())  # a view: cuBLAS writes y's rows in place
@@ -181,13 +192,13 @@ class _Linear:
 
 
 class _Layer:
-    def __init__(self, layer: nn.Module, dtype: torch.dtype, merge: bool):
+    def __init__(self, layer: nn.Module, dtype: torch.dtype, merge: bool, lora: str):
         attn, mlp = layer.self_attn, layer.mlp
         # q, k and v in one matmul, gate and up in one: fewer, larger kernels per step.
-        self.qkv = _Linear([attn.q_proj, attn.k_proj, attn.v_proj], dtype, merge)
-        self.o = _Linear([attn.o_proj], dtype, merge)
-        self.gate_up = _Linear([mlp.gate_proj, mlp.up_proj], dtype, merge)
-        self.down = _Linear([mlp.down_proj], dtype, merge)
+        self.qkv = _Linear([attn.q_proj, attn.k_proj, attn.v_proj], dtype, merge, lora)
+        self.o = _Linear([attn.o_proj], dtype, merge, lora)
+        self.gate_up = _Linear([mlp.gate_proj, mlp.up_proj], dtype, merge, lora)
+        self.down = _Linear([mlp.down_proj], dtype, merge, lora)
         self.norm1 = layer.input_layernorm.weight.detach().to(dtype)
         self.norm2 = layer.post_attention_layernorm.weight.detach().to(dtype)
         self.eps = layer.input_layernorm.variance_epsilon
@@ -198,10 +209,14 @@ class StaticDecoder:
 
     Built once per evaluation from the model as it is (a PeftModel over 4-bit weights included); the
     model itself is not changed. `graphs` captures the decode step in a CUDA graph (CUDA only);
-    `merge` folds LoRA into the weights (default: in fp32 only; see _Linear for what it costs in bf16)."""
+    `merge` folds LoRA into the weights (default: in fp32 only), `lora` says how unmerged adapters are
+    computed ("fp32" as peft, or "fused" into the base matmul); _Linear says what each costs."""
 
     def __init__(self, model: nn.Module, *, batch_size: int, max_len: int, pad_token_id: int,
-                 stop_ids: Sequence[int], graphs: bool | None = None, merge: bool | None = None):
+                 stop_ids: Sequence[int], graphs: bool | None = None, merge: bool | None = None,
+                 lora: str = "fp32"):
+        if lora not in ("fp32", "fused"):
+            raise ValueError(f"lora must be 'fp32' or 'fused', not {lora!r}")
         why = supported(model)
         if why is not None:
             raise ValueError(f"the static decoder does not support this model: {why}")
@@ -222,7 +237,7 @@ class StaticDecoder:
             self.embed = body.embed_tokens.weight.detach().to(dtype)
             # fp32 keeps a merged delta to 1e-7 of W, and one matmul is cheaper than three on a CPU
             merge = dtype == torch.float32 if merge is None else merge
-            self.layers = [_Layer(layer, dtype, merge) for layer in body.layers]
+            self.layers = [_Layer(layer, dtype, merge, lora) for layer in body.layers]
             self.norm = body.norm.weight.detach().to(dtype)
             self.norm_eps = body.norm.variance_epsilon
             head = inner.get_output_embeddings()

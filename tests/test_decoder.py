@@ -51,6 +51,31 @@ def _agreement(model, prompts, decoded, reference, tie=1e-3):
     return same / total
 
 
+def test_in_bf16_the_adapters_path_is_peft_s_bit_for_bit():
+    """lora="fp32" computes the adapters as peft's LoRA layer does (fp32, added to the base output in fp32,
+    rounded once): in bf16 every output of q|k|v, gate|up and down equals the peft 4-bit layers' exactly.
+    The fused path (adapters in bf16 inside the base matmul) moves about a third of them by a bf16 step."""
+    from eval.decoder import _Linear
+
+    model = _randomise_lora(load_model("arch:tiny", peft="qlora", compute_dtype=torch.bfloat16, device=CPU),
+                            std=0.02).eval()
+    torch.manual_seed(0)
+    differ = {"fp32": [], "fused": []}
+    for layer in model.get_base_model().model.layers:
+        attn, mlp = layer.self_attn, layer.mlp
+        for group in ([attn.q_proj, attn.k_proj, attn.v_proj], [mlp.gate_proj, mlp.up_proj], [mlp.down_proj]):
+            for tokens in (1, 3, 17):
+                x = torch.randn(2, tokens, group[0].in_features).to(torch.bfloat16)
+                with torch.no_grad():
+                    expected = torch.cat([module(x) for module in group], dim=-1)
+                    for lora in differ:
+                        ours = _Linear(group, torch.bfloat16, lora=lora)(x)
+                        assert ours.dtype == torch.bfloat16 and ours.shape == expected.shape
+                        differ[lora].append(float((ours != expected).float().mean()))
+    assert max(differ["fp32"]) == 0.0
+    assert min(differ["fused"]) > 0.1
+
+
 def test_merged_lora_over_nf4_computes_the_same_linear_map(qlora_tiny):
     layer = qlora_tiny.get_base_model().model.layers[0].self_attn.q_proj
     weight, bias = dense_linear(layer, torch.float32)
