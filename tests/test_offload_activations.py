@@ -9,7 +9,7 @@ import torch
 
 from data.batching import TrainData
 from engine.config import ConfigError, TrainConfig
-from engine.features.offload_activations import ActivationOffload
+from engine.features.offload_activations import ActivationOffload, pinned_pieces
 from engine.loss import CausalLMLoss
 from engine.memory import ActivationCounter
 from engine.step import enable_gradient_checkpointing, training_step
@@ -17,7 +17,8 @@ from test_engine import perturb_lora_b, tiny_model
 from test_packing import labelled_data
 
 
-def _step(device: torch.device, *, offload: bool, ckpt: bool, min_bytes: int = 0, peft: str = "qlora"):
+def _step(device: torch.device, *, offload: bool, ckpt: bool, min_bytes: int = 0, peft: str = "qlora",
+          piece_bytes: int = 1 << 20):
     torch.manual_seed(0)
     model = tiny_model(peft=peft) if device.type == "cpu" else _on(device, peft)
     perturb_lora_b(model)
@@ -26,7 +27,7 @@ def _step(device: torch.device, *, offload: bool, ckpt: bool, min_bytes: int = 0
     model.train()
     counter = ActivationCounter(model)
     if offload:
-        counter.offload = ActivationOffload(device, min_bytes=min_bytes)
+        counter.offload = ActivationOffload(device, min_bytes=min_bytes, piece_bytes=piece_bytes)
     data = labelled_data(n=4, every_position=True)
     batch = data.micro_batch([0, 1, 2, 3], device)
     loss = training_step(CausalLMLoss(model, label_only=True), batch, 1.0, counter)
@@ -60,6 +61,20 @@ def test_offloaded_step_has_the_plain_steps_loss_and_gradients(ckpt):
         assert counted.peak_host >= layers * rows * width * hidden * 4
 
 
+def test_host_pieces_are_whole_powers_of_two_that_add_up_to_the_tensor():
+    # 8B's layer input at 350,208 tokens, bf16: 2,868,903,936 bytes, which one pinned block would round
+    # up to 4 GiB; in pieces 2 GiB + 512 MiB + 128 MiB + ... with no round-up at all.
+    numel = 350_208 * 4096
+    counts = pinned_pieces(numel, torch.bfloat16)
+    sizes = [2 * n for n in counts]
+    assert sum(counts) == numel and sizes == sorted(sizes, reverse=True)
+    assert all(size & (size - 1) == 0 for size in sizes)
+    assert sizes[:3] == [2 << 30, 512 << 20, 128 << 20]
+    assert pinned_pieces(1000, torch.float32) == [1000]  # under 1 MiB: one piece
+    tail = pinned_pieces((3 << 20) + 10, torch.uint8)
+    assert tail == [2 << 20, 1 << 20, 10]
+
+
 def test_small_tensors_stay_and_the_flag_is_refused_where_it_cannot_run():
     _, _, counted, _, _ = _step(torch.device("cpu"), offload=True, ckpt=True, min_bytes=1 << 40)
     assert counted.peak_host == 0 and counted.peak > 0
@@ -72,7 +87,8 @@ def test_small_tensors_stay_and_the_flag_is_refused_where_it_cannot_run():
 def test_offloaded_step_on_cuda_streams_equals_the_plain_step():
     cuda = torch.device("cuda")
     loss, grads, plain, _, _ = _step(cuda, offload=False, ckpt=True)
-    loss_off, grads_off, counted, _, _ = _step(cuda, offload=True, ckpt=True)
+    # pieces of 256 bytes: every saved tensor travels in several
+    loss_off, grads_off, counted, _, _ = _step(cuda, offload=True, ckpt=True, piece_bytes=256)
     assert torch.equal(loss_off, loss)
     for name, grad in grads.items():
         assert torch.equal(grads_off[name], grad), name

@@ -13,6 +13,10 @@ them:
             unpacked, and queues the copy of the tensor saved before it: one layer's transfer overlaps
             the recompute and backward of the next.
 
+Host copies are held in pieces whose sizes are powers of two (the binary digits of the tensor's byte
+count, down to 1 MiB): torch's caching host allocator rounds every pinned block up to a power of two,
+so a 2.7 GiB layer input at 350k tokens would take 4 GiB of pinned memory in one piece, 32 of them 128.
+
 Device memory for activations is then about one layer's working set whatever the depth. Small tensors
 (masks, rotary tables: under `min_bytes`), views of a larger buffer and parameters stay where they are.
 One storage saved several times (the rotary tables every layer receives) is copied once.
@@ -30,13 +34,26 @@ import weakref
 import torch
 
 
+def pinned_pieces(numel: int, dtype: torch.dtype, min_bytes: int = 1 << 20) -> list[int]:
+    """Element counts of the pinned buffers that hold `numel` elements of `dtype` without the host
+    allocator's round-up: powers of two in bytes, largest first, the tail under `min_bytes` one piece."""
+    item = torch.empty((), dtype=dtype).element_size()
+    counts, remaining = [], numel * item
+    while remaining:
+        size = 1 << (remaining.bit_length() - 1)
+        size = remaining if size < min_bytes else size
+        counts.append(size // item)
+        remaining -= size
+    return counts
+
+
 class Offloaded:
-    """A saved tensor's host copy, and its trip back."""
+    """A saved tensor's host copy (pinned pieces of its flat data, or one CPU tensor), and its trip back."""
 
-    __slots__ = ("host", "copied", "index", "back", "ready", "__weakref__")
+    __slots__ = ("host", "shape", "copied", "index", "back", "ready", "__weakref__")
 
-    def __init__(self, host: torch.Tensor, copied, index: int):
-        self.host, self.copied, self.index = host, copied, index
+    def __init__(self, host: list[torch.Tensor], shape: torch.Size, copied, index: int):
+        self.host, self.shape, self.copied, self.index = host, shape, copied, index
         self.back: torch.Tensor | None = None  # the device copy queued ahead of use
         self.ready = None  # the event that says `back` has arrived
 
@@ -45,8 +62,8 @@ class ActivationOffload:
     """The pack / unpack pair for one device. On a CPU "device" the host copy is a plain copy (no
     streams): what the tests use to check that every tensor comes back as it was."""
 
-    def __init__(self, device: torch.device, min_bytes: int = 1 << 20):
-        self.device, self.min_bytes = device, min_bytes
+    def __init__(self, device: torch.device, min_bytes: int = 1 << 20, piece_bytes: int = 1 << 20):
+        self.device, self.min_bytes, self.piece_bytes = device, min_bytes, piece_bytes
         self.cuda = device.type == "cuda"
         self.to_host = torch.cuda.Stream(device) if self.cuda else None
         self.to_device = torch.cuda.Stream(device) if self.cuda else None
@@ -70,23 +87,25 @@ class ActivationOffload:
         if alive() is not None:  # the same tensor saved again (a freed one's address may be reused)
             return entry
         if self.cuda:
-            host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+            host = [torch.empty(n, dtype=tensor.dtype, pin_memory=True)
+                    for n in pinned_pieces(tensor.numel(), tensor.dtype, self.piece_bytes)]
             self.to_host.wait_stream(torch.cuda.current_stream(self.device))  # after the op that wrote it
             with torch.cuda.stream(self.to_host):
-                host.copy_(tensor, non_blocking=True)
+                for piece, part in zip(host, tensor.detach().view(-1).split([p.numel() for p in host])):
+                    piece.copy_(part, non_blocking=True)
                 copied = self.to_host.record_event()
             tensor.record_stream(self.to_host)  # its block is not reused before the copy has read it
         else:
-            host, copied = tensor.detach().clone(), None
-        entry = Offloaded(host, copied, len(self.saved))
-        self.host_bytes += host.numel() * host.element_size()
+            host, copied = [tensor.detach().clone()], None
+        entry = Offloaded(host, tensor.shape, copied, len(self.saved))
+        self.host_bytes += tensor.numel() * tensor.element_size()
         self.saved.append(weakref.ref(entry))
         self.by_storage[key] = (weakref.ref(tensor), entry)
         return entry
 
     def unpack(self, entry: Offloaded) -> torch.Tensor:
         if not self.cuda:
-            return entry.host
+            return entry.host[0]
         if entry.back is None:  # not prefetched: the first tensor backward needs
             self._fetch(entry)
         current = torch.cuda.current_stream(self.device)
@@ -100,5 +119,8 @@ class ActivationOffload:
     def _fetch(self, entry: Offloaded) -> None:
         with torch.cuda.stream(self.to_device):
             self.to_device.wait_event(entry.copied)
-            entry.back = entry.host.to(self.device, non_blocking=True)
+            back = torch.empty(entry.shape, dtype=entry.host[0].dtype, device=self.device)
+            for part, piece in zip(back.view(-1).split([p.numel() for p in entry.host]), entry.host):
+                part.copy_(piece, non_blocking=True)
+            entry.back = back
             entry.ready = self.to_device.record_event()
