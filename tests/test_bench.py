@@ -73,6 +73,10 @@ def test_ours_flags_may_not_change_the_shared_setup():
 
 
 def test_parse_args_systems_and_errors():
+    with pytest.raises(BenchError, match="--memory-cap-gib must be > 0"):
+        parse_args(["--memory-cap-gib", "0", "--device", "cpu"])
+    with pytest.raises(BenchError, match="--warmup-steps must be >= 0"):
+        parse_args(["--warmup-steps", "-1", "--device", "cpu"])
     args, _ = parse_args(["--model", "arch:tiny", "--ladder", "--device", "cpu"])
     assert args.systems[0] == "hf" and args.systems[2] == "ours"
     assert not any("--cuda-graphs" in s for s in args.systems)  # CUDA only: the CPU ladder stops before it
@@ -122,6 +126,20 @@ def test_bench_end_to_end_on_cpu(tmp_path):
     assert mfu(ours, 989.0) == pytest.approx(expected_mfu) and ours["mfu"] == pytest.approx(expected_mfu)
     markdown = (out / "bench.md").read_text()
     assert "| hf " in markdown and "| ours --group-by-length --fused-lora " in markdown and "MFU =" in markdown
+
+
+def test_dummy_sequences_timed_from_the_first_step(tmp_path):
+    """--data dummy --warmup-steps 0, as a max-context run: one step of one fixed-length sequence per system,
+    every position labelled, timed from the start of training; the same tokens and first loss for both."""
+    out = tmp_path / "bench"
+    assert main(["--model", "arch:tiny", "--data", "dummy", "--max-length", "96", "--batch-size", "1", "--accum", "1",
+                 "--ckpt", "--steps", "1", "--warmup-steps", "0", "--device", "cpu", "--systems", "hf", "ours",
+                 "--out", str(out)]) == 0
+    rows = {row["system"]: row for row in json.loads((out / "bench.json").read_text())["summary"]}
+    for row in rows.values():
+        assert row["tokens"] == 96 and row["label_tokens"] == 95 and row["examples"] == 1
+        assert len(row["losses"]) == 1 and len(row["step_times"]) == 1 and row["wall_s"] > 0
+    assert rows["ours"]["losses"][0] == pytest.approx(rows["hf"]["losses"][0], abs=1e-4)
 
 
 def test_summary_takes_each_systems_fastest_run_and_keeps_failures():

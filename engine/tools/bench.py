@@ -4,6 +4,8 @@
         --steps 10 --warmup-steps 2 --systems hf ours
     python -m engine.tools.bench ... --systems hf "ours --no-loss-on-labels-only" ours "ours --group-by-length"
     python -m engine.tools.bench ... --ladder      # hf, then ours with one engine switch more per row
+    python -m engine.tools.bench --model arch:llama-3.1-8b --data dummy --max-length 81920 --batch-size 1 \
+        --accum 1 --ckpt --steps 1 --warmup-steps 0 --memory-cap-gib 24 --systems hf-kbit "ours --offload-activations"
 
 Each system runs in its own Python process, one after the other. A fresh process is the only clean
 slate for what the table compares: the CUDA caching allocator keeps its segments (reserved memory)
@@ -20,7 +22,10 @@ init), the data is generated or tokenised identically, then
         recipe (002-004), which casts the frozen bf16 weights (embeddings, norms, LM head) to fp32;
   ours  engine.loop.train, the real loop, with the TrainConfig that `train.py <flags>` would build.
 The clock starts at the end of optimizer step `--warmup-steps` (first steps allocate the optimizer
-state, warm up allocators, compile) and stops at the end of the last step, after a device sync.
+state, warm up allocators, compile; 0: at the start of training) and stops at the end of the last step,
+after a device sync. `--memory-cap-gib` caps each process's CUDA allocator
+(`torch.cuda.set_per_process_memory_fraction`) to emulate a smaller card: what does not fit fails
+with an out-of-memory error, a row of its own.
 tokens/s counts non-pad tokens (prompt + answer).
 """
 
@@ -94,6 +99,7 @@ class BenchArgs:
     ckpt: bool = False
     steps: int = 10
     warmup_steps: int = 2
+    memory_cap_gib: float | None = None
     device: str = "auto"
     seed: int = 1234
     systems: list[str] = dataclasses.field(default_factory=lambda: ["hf", "ours"])
@@ -112,14 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     d = BenchArgs()
     p.add_argument("--model", default=d.model,
                    help=f"model spec, as train.py --model, e.g. arch:llama-3.2-1b (default: {d.model})")
-    p.add_argument("--data", choices=("synthetic", "bundled"), default=d.data,
+    p.add_argument("--data", choices=("synthetic", "bundled", "dummy"), default=d.data,
                    help="synthetic: seeded text-to-SQL-shaped ids (data/synthetic.py); bundled: the generated "
-                        f"benchmark (default: {d.data})")
+                        "benchmark; dummy: random sequences of exactly --max-length tokens, every position "
+                        f"labelled (data/dummy.py) (default: {d.data})")
     p.add_argument("--split", default=d.split, help=f"split of the bundled benchmark (default: {d.split})")
     p.add_argument("--num-examples", type=int, default=d.num_examples,
                    help=f"synthetic examples to generate (default: {d.num_examples})")
     p.add_argument("--max-length", type=int, default=d.max_length,
-                   help=f"bundled: drop longer examples (default: {d.max_length})")
+                   help=f"bundled: drop longer examples; dummy: the sequence length (default: {d.max_length})")
     p.add_argument("--batch-size", type=int, default=d.batch_size,
                    help=f"micro-batch of both systems (default: {d.batch_size})")
     p.add_argument("--accum", type=int, default=d.accum,
@@ -128,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gradient checkpointing (default: off)")
     p.add_argument("--steps", type=int, default=d.steps, help=f"timed optimizer steps (default: {d.steps})")
     p.add_argument("--warmup-steps", type=int, default=d.warmup_steps,
-                   help=f"untimed optimizer steps first (default: {d.warmup_steps})")
+                   help=f"untimed optimizer steps first; 0 times from the first step (default: {d.warmup_steps})")
+    p.add_argument("--memory-cap-gib", type=float, default=d.memory_cap_gib,
+                   help="CUDA: cap each system's allocator at this many GiB, as a smaller card (default: none)")
     p.add_argument("--device", default=d.device, help=f"auto, cpu, cuda or cuda:N (default: {d.device})")
     p.add_argument("--seed", type=int, default=d.seed,
                    help=f"seed of the model, LoRA and data of every system (default: {d.seed})")
@@ -161,9 +170,13 @@ def parse_args(argv: list[str] | None) -> tuple[BenchArgs, list[str] | None]:
         on_cpu = resolve_device(ns.device).type == "cpu"
         systems = ["hf"] + [f"ours {flags}".strip() for flags in LADDER if not (on_cpu and "--cuda-graphs" in flags)]
     args = BenchArgs(**{k: v for k, v in vars(ns).items() if k not in ("worker", "ladder", "systems")}, systems=systems)
-    for name in ("batch_size", "accum", "steps", "warmup_steps", "num_examples", "repeats"):
+    for name in ("batch_size", "accum", "steps", "num_examples", "repeats"):
         if getattr(args, name) < 1:
             raise BenchError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.warmup_steps < 0:
+        raise BenchError(f"--warmup-steps must be >= 0, got {args.warmup_steps}")
+    if args.memory_cap_gib is not None and not args.memory_cap_gib > 0:
+        raise BenchError(f"--memory-cap-gib must be > 0, got {args.memory_cap_gib}")
     if args.peak_tflops <= 0:
         raise BenchError(f"--peak-tflops must be > 0, got {args.peak_tflops}")
     from models.load import ARCH_PREFIX, is_random_init
@@ -195,8 +208,9 @@ def ours_config(args: BenchArgs, system: str) -> tuple[TrainConfig, dict[str, bo
     """(TrainConfig, speed switches) for an "ours ..." system: the bench's shared settings, then
     --ours-flags, then the system's own flags, parsed by train.py's own parser."""
     rest = shlex.split(args.ours_flags) + split_system(system)[1]
-    data = ["--data", f"synthetic:{args.num_examples}"] if args.data == "synthetic" else \
-        ["--data", "bundled", "--split", args.split, "--max-length", str(args.max_length)]
+    data = {"synthetic": ["--data", f"synthetic:{args.num_examples}"],
+            "dummy": ["--data", f"dummy:{args.max_length}", "--max-length", str(args.max_length)],
+            "bundled": ["--data", "bundled", "--split", args.split, "--max-length", str(args.max_length)]}[args.data]
     base = [*data, "--model", args.model, "--batch-size", str(args.batch_size), "--accum", str(args.accum),
             "--max-steps", str(args.total_steps), "--warmup", "0", "--lr", str(BENCH_LR),
             "--weight-decay", str(BENCH_WEIGHT_DECAY), "--max-grad-norm", str(BENCH_MAX_GRAD_NORM),
@@ -342,6 +356,9 @@ def run_hf(args: BenchArgs, device: torch.device, dtype: torch.dtype, *, kbit_re
         def __init__(self):
             self.wall, self.cpu, self.used = [], [], []
 
+        def on_train_begin(self, *unused, **unused_kw):  # entry 0: the clock of --warmup-steps 0
+            self.on_step_end()
+
         def on_step_end(self, *unused, **unused_kw):
             synchronize(device)
             self.wall.append(time.perf_counter())
@@ -366,7 +383,7 @@ def run_hf(args: BenchArgs, device: torch.device, dtype: torch.dtype, *, kbit_re
                                     data_collator=lambda rows: collate(rows, pad_token_id=data.pad_token_id))
         reset_peaks(device)
         trainer.train()
-    first, last = args.warmup_steps - 1, args.total_steps - 1
+    first, last = args.warmup_steps, args.total_steps  # entry k: the end of step k (0: the start)
     memory = {"peak_allocated": torch.cuda.max_memory_allocated(device) if on_cuda else None,
               "peak_reserved": torch.cuda.max_memory_reserved(device) if on_cuda else None,
               "device_used": max(clock.used) if on_cuda else None}
@@ -415,11 +432,19 @@ def worker(spec_path: str, result_path: str) -> int:
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     device = resolve_device(args.device)
+    if args.memory_cap_gib is not None and device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_cap_gib * 2**30 / total), device)
     dtype = resolve_compute_dtype("auto", device)
     load_before = os.getloadavg()[0]
     name = split_system(system)[0]
-    result = (run_ours(args, system, device) if name == "ours"
-              else run_hf(args, device, dtype, kbit_recipe=name == "hf-kbit"))
+    try:
+        result = (run_ours(args, system, device) if name == "ours"
+                  else run_hf(args, device, dtype, kbit_recipe=name == "hf-kbit"))
+    except torch.OutOfMemoryError:  # what a max-context search looks for: a row, not a traceback
+        cap = f" under the {args.memory_cap_gib:g} GiB cap" if args.memory_cap_gib else ""
+        atomic_write_json(result_path, {"system": system, "error": f"out of memory{cap}"})
+        return 0
     result.update(system=system, device=describe_device(device), compute_dtype=str(dtype).removeprefix("torch."),
                   load_before=load_before, load_after=os.getloadavg()[0], versions=versions())
     atomic_write_json(result_path, result)
