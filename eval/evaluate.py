@@ -223,8 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prompts generated together (default: 16)")
     p.add_argument("--max-new-tokens", type=_positive_int, default=160,
                    help="generated tokens per answer at most (default: 160)")
-    p.add_argument("--decoder", default="auto", choices=("auto", "static", "plain"),
-                   help="static: adapter merged into dense weights, static KV cache, CUDA graph on a GPU; "
+    p.add_argument("--decoder", default="auto", choices=("auto", "static", "static-fused", "plain"),
+                   help="static: dense weights with the adapter beside them in fp32 as peft computes it, static "
+                        "KV cache, CUDA graph on a GPU; static-fused: the adapter inside the base matmul in the "
+                        "compute dtype (2x the tokens/s on the SmolLM2 shape on an H200; 98.8%% vs 99.3%% of the 4-bit model's greedy "
+                        "choices on the bundled model); "
                         "plain: the model as loaded (4-bit + LoRA), a growing cache; auto: static where the "
                         "architecture allows (Llama family) (default: auto)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")

@@ -147,8 +147,9 @@ def test_other_architectures_fall_back_to_the_plain_loop():
     auto = generate(model, tokenizer, conversation, max_new_tokens=3, decoder="auto")
     plain = generate(model, tokenizer, conversation, max_new_tokens=3, decoder="plain")
     assert [g.text for g in auto] == [g.text for g in plain] and auto[0].num_tokens == 3
-    with pytest.raises(ValueError, match="gpt_neox"):
-        generate(model, tokenizer, conversation, max_new_tokens=3, decoder="static")
+    for decoder in ("static", "static-fused"):
+        with pytest.raises(ValueError, match=f"--decoder {decoder}: .*gpt_neox"):
+            generate(model, tokenizer, conversation, max_new_tokens=3, decoder=decoder)
 
 
 def _forced_agreement(model, decoder, prompts, reference):
@@ -191,7 +192,7 @@ def test_cuda_graph_decoder_agrees_with_the_4bit_model_in_bf16(spec):
     print(f"{spec}: same choice at {share:.4f} of positions; gaps where not: {sorted(gaps)[-3:]}; "
           f"replay identical {same_again:.4f}")
     # A random-init model's logits are nearly flat (top-2 gaps of a few bf16 steps), so the rounding
-    # of another kernel flips some choices (on an H200: 0.996 of them kept for 135M, 0.926 for 1B);
+    # of another kernel flips some choices (on an H200, 2026-12-03: 0.977 of them kept for 135M, 0.941 for 1B);
     # every flip must be a near-tie, a few bf16 steps of the top logit (measured: at most 5).
     # Trained weights are far more decided: see docs/measurements.md.
     assert share >= 0.9
@@ -210,8 +211,8 @@ def _bf16_step(value: float) -> float:
 def test_on_the_bundled_model_the_static_decoder_makes_the_4bit_models_choices():
     """Real weights are decided where random ones are flat: on the bundled model (NF4, LoRA B drawn so the
     adapters count) the static decoder's greedy choice after each prefix of the plain loop's continuation
-    is the 4-bit model's at 98.76% of 1,536 positions (H200, 2026-12-03), every other one within two bf16
-    steps of a tie. The goal is 99%: the adapters' path here runs in bf16 where peft's runs in fp32."""
+    is the 4-bit model's at 99.28% of 1,536 positions (H200, 2026-12-03; 98.76% with lora="fused", the
+    adapters in bf16), every other one within two bf16 steps of a tie."""
     from engine.config import TrainConfig
     from eval.evaluate import evaluation_data, spread_indices
     from eval.generate import prompt_token_ids
@@ -230,5 +231,5 @@ def test_on_the_bundled_model_the_static_decoder_makes_the_4bit_models_choices()
         share, gaps = _forced_agreement(model, decoder, prompts, reference)
     print(f"bundled model: same choice at {share:.4f} of {sum(map(len, reference))} positions; gaps where not: "
           f"{sorted(gaps)[-3:]}")
-    assert share >= 0.985
+    assert share >= 0.99
     assert all(gap <= 8 * _bf16_step(top) for gap, top in gaps)

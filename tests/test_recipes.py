@@ -42,7 +42,9 @@ def koalpaca_jsonl(cwd: Path) -> None:
 # The book's experiment labels every position of 16 x 256 random tokens: on the tiny preset (SmolLM2's
 # 49,152-token vocabulary) that is 0.8 GB of logits in CPU-emulated fp16, half a minute for one step. Its
 # step here runs at batch 2; the recipe's batch 16 is checked as parsed.
-SMALLER = {"book-memory-experiment.yaml": ["--batch-size", "2"]}
+SMALLER = {"book-memory-experiment.yaml": ["--batch-size", "2"],
+           # CUDA graphs need a GPU: the CPU step runs the same recipe eagerly.
+           "bundled-text-to-sql-gpu.yaml": ["--batch-size", "2", "--no-cuda-graphs"]}
 
 # recipe -> (its data, settings it must hold)
 CASES = {
@@ -55,6 +57,9 @@ CASES = {
     "koalpaca-alpaca.yaml": (koalpaca_jsonl, dict(model="meta-llama/Llama-3.2-1B-Instruct", lora_r=4, lora_alpha=8,
                                                   batch_size=2, accum=4, warmup=1.0, max_steps=1000,
                                                   save_total_limit=3, save_every=500)),
+    "bundled-text-to-sql-gpu.yaml": (lambda cwd: None, dict(model="smollm2-135m-instruct", data="bundled",
+                                                           max_length=672, batch_size=16, max_steps=-1, epochs=3,
+                                                           fused_lora=True, cuda_graphs=True, save_every=275)),
     "book-memory-experiment.yaml": (lambda cwd: None, dict(model="arch:polyglot-ko-1.3b", data="dummy:256",
                                                           compute_dtype="fp16", batch_size=16, optim="adamw")),
 }
@@ -80,6 +85,8 @@ def test_a_recipe_parses_to_its_seeds_settings_and_runs_a_step(name, tmp_path, m
     assert [r["step"] for r in rows] == [1] and rows[0]["loss"] > 0
     saved = json.loads((out / "config.json").read_text())
     expected = {**settings, "model": "arch:tiny", "max_steps": 1, **({"batch_size": 2} if name in SMALLER else {})}
+    if "--no-cuda-graphs" in SMALLER.get(name, []):
+        expected["cuda_graphs"] = False
     assert {key: saved[key] for key in expected} == expected
     if cfg.val_data:  # validated at its last (only) step
         assert "val_loss" in rows[0] and ("val_ex" in rows[0]) == bool(cfg.eval_ex)

@@ -434,7 +434,8 @@ def worker(spec_path: str, result_path: str) -> int:
     device = resolve_device(args.device)
     if args.memory_cap_gib is not None and device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_cap_gib * 2**30 / total), device)
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_cap_gib * 2**30 / total), index)
     dtype = resolve_compute_dtype("auto", device)
     load_before = os.getloadavg()[0]
     name = split_system(system)[0]
