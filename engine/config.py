@@ -44,7 +44,7 @@ RESUME_MAY_CHANGE = {"max_steps", "epochs", "log_every", "save_every", "dist_tim
                      "eval_split", "eval_limit", "val_data", "val_split", "eval_every", "eval_ex", "save_best",
                      "save_total_limit", "report_to", "fused_lora", "compile_layers", "cuda_graphs", "chunked_loss",
                      "offload_embeddings", "offload_activations", "mlp_chunk", "expandable_segments",
-                     "cublas_workspace_mib", "out", "resume"}
+                     "cublas_workspace_mib", "memory_cap_gib", "out", "resume"}
 
 
 @dataclass
@@ -211,6 +211,9 @@ class TrainConfig:
     (cuBLAS handle, stream), and backward runs on a thread with its own handle: two or more workspaces
     (PyTorch makes them 32 MiB each on Hopper). Smaller ones leave cuBLAS fewer split-K choices
     (default: PyTorch's size)."""
+    memory_cap_gib: Optional[float] = None
+    """CUDA only: cap this process's CUDA allocator at this many GiB (torch.cuda.set_per_process_memory_fraction),
+    to find out on a large GPU what fits on a smaller card; past it, out of memory as there (default: no cap)."""
 
     # ---- run --------------------------------------------------------------------------------
     seed: int = DEFAULT_SEED
@@ -269,6 +272,8 @@ class TrainConfig:
         need(self.mlp_chunk >= 0, f"--mlp-chunk must be >= 0, got {self.mlp_chunk}")
         need(self.cublas_workspace_mib is None or self.cublas_workspace_mib >= 1,
              f"--cublas-workspace-mib must be >= 1, got {self.cublas_workspace_mib}")
+        need(self.memory_cap_gib is None or (math.isfinite(self.memory_cap_gib) and self.memory_cap_gib > 0),
+             f"--memory-cap-gib must be a positive number of GiB, got {self.memory_cap_gib}")
         need(not (self.memory_snapshot and self.cuda_graphs),
              "--memory-snapshot cannot record the allocator's history while CUDA graphs are captured "
              "(and replays allocate nothing): drop one of them")

@@ -93,7 +93,7 @@ def set_up(cfg: TrainConfig, dist: Distributed, device: torch.device, say: Say =
         if on and dist.enabled:
             raise ConfigError(f"{flag} runs in a single process; evaluate the adapter afterwards with python -m "
                               "eval.evaluate")
-    apply_cuda_memory_settings(cfg)  # before the model exists: its first allocation reads them
+    apply_cuda_memory_settings(cfg, device)  # before the model exists: its first allocation reads them
     random.seed(cfg.seed)  # Trainer: set_seed (the model's own draws are seeded by load_model)
     torch.manual_seed(cfg.seed)
     compute_dtype = resolve_compute_dtype(cfg.compute_dtype, device)

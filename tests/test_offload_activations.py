@@ -93,3 +93,14 @@ def test_offloaded_step_on_cuda_streams_equals_the_plain_step():
     for name, grad in grads.items():
         assert torch.equal(grads_off[name], grad), name
     assert counted.peak_host > 0 and counted.peak < plain.peak
+
+
+def test_memory_cap_is_checked_and_refused_off_cuda():
+    from engine.distributed import Distributed
+    from engine.features.switches import check_switches
+
+    assert TrainConfig(memory_cap_gib=24).memory_cap_gib == 24
+    with pytest.raises(ConfigError, match="--memory-cap-gib must be a positive number of GiB, got 0"):
+        TrainConfig(memory_cap_gib=0)
+    with pytest.raises(ConfigError, match="--memory-cap-gib caps the CUDA allocator: it needs a CUDA device"):
+        check_switches(TrainConfig(memory_cap_gib=24), torch.device("cpu"), Distributed())

@@ -29,6 +29,7 @@ CUDA_ONLY = {"cuda_graphs": "--cuda-graphs needs a CUDA device: it records CUDA 
              "offload_activations": "--offload-activations is about CUDA memory: it needs a CUDA device",
              "expandable_segments": "--expandable-segments is about CUDA memory: it needs a CUDA device",
              "cublas_workspace_mib": "--cublas-workspace-mib is about CUDA memory: it needs a CUDA device",
+             "memory_cap_gib": "--memory-cap-gib caps the CUDA allocator: it needs a CUDA device",
              "memory_snapshot": "--memory-snapshot records the CUDA allocator: it needs a CUDA device"}
 
 
@@ -42,13 +43,18 @@ def check_switches(cfg: TrainConfig, device: torch.device, dist: Distributed) ->
         raise ConfigError("--cuda-graphs runs in a single process (DDP's gradient hooks are not captured)")
 
 
-def apply_cuda_memory_settings(cfg: TrainConfig) -> None:
-    """--expandable-segments and --cublas-workspace-mib, applied now: PyTorch reads them once, at the
-    first CUDA allocation and the first cuBLAS handle, so this must come before the model exists."""
+def apply_cuda_memory_settings(cfg: TrainConfig, device: torch.device) -> None:
+    """--expandable-segments, --cublas-workspace-mib and --memory-cap-gib, applied now: PyTorch reads the
+    first two once, at the first CUDA allocation and the first cuBLAS handle, so this must come before the
+    model exists."""
     if cfg.expandable_segments:
         use_expandable_segments()
     if cfg.cublas_workspace_mib is not None:
         set_cublas_workspace(cfg.cublas_workspace_mib)
+    if cfg.memory_cap_gib is not None:
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        total = torch.cuda.get_device_properties(index).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, cfg.memory_cap_gib * 2**30 / total), index)
 
 
 @contextmanager
