@@ -1,5 +1,5 @@
-"""CUDA memory switches that must act before the model exists: --expandable-segments and
---cublas-workspace-mib. Both are settings PyTorch reads once (the allocator's at its first allocation,
+"""CUDA memory switches that must act before the model exists: --expandable-segments,
+--cublas-workspace-mib and --memory-cap-gib. Both are settings PyTorch reads once (the allocator's at its first allocation,
 cuBLAS's at its first handle), so they are applied at the very start of set-up."""
 
 from __future__ import annotations
@@ -32,3 +32,12 @@ def set_cublas_workspace(mib: int) -> None:
     more workspaces (one per cuBLAS handle and stream: forward and backward run on different threads)."""
     os.environ["CUBLAS_WORKSPACE_CONFIG"] = f":{mib * 1024}:1"  # :<KiB>:<count>
     os.environ["CUBLASLT_WORKSPACE_SIZE"] = str(mib * 1024)  # KiB
+
+
+def cap_cuda_memory(gib: float, device: torch.device) -> None:
+    """The CUDA allocator of this process capped at `gib` GiB (torch.cuda.set_per_process_memory_fraction):
+    past it, allocations fail with out-of-memory as on a card of that size (the CUDA context, ~0.5 GiB,
+    comes on top, as it does there)."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    total = torch.cuda.get_device_properties(index).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, gib * 2**30 / total), index)

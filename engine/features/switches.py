@@ -19,7 +19,7 @@ from engine.config import ConfigError, TrainConfig
 from engine.distributed import Distributed
 from engine.features.chunked_mlp import chunked_mlp_layers
 from engine.features.compile import compiled_decoder_layers
-from engine.features.cuda_memory import set_cublas_workspace, use_expandable_segments
+from engine.features.cuda_memory import cap_cuda_memory, set_cublas_workspace, use_expandable_segments
 from engine.features.fused_lora import fused_lora_layers
 from engine.features.offload import embeddings_on_host
 from engine.memory import format_bytes
@@ -52,9 +52,7 @@ def apply_cuda_memory_settings(cfg: TrainConfig, device: torch.device) -> None:
     if cfg.cublas_workspace_mib is not None:
         set_cublas_workspace(cfg.cublas_workspace_mib)
     if cfg.memory_cap_gib is not None:
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        total = torch.cuda.get_device_properties(index).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, cfg.memory_cap_gib * 2**30 / total), index)
+        cap_cuda_memory(cfg.memory_cap_gib, device)
 
 
 @contextmanager

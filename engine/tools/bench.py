@@ -433,9 +433,9 @@ def worker(spec_path: str, result_path: str) -> int:
     torch.manual_seed(args.seed)
     device = resolve_device(args.device)
     if args.memory_cap_gib is not None and device.type == "cuda":
-        total = torch.cuda.get_device_properties(device).total_memory
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_cap_gib * 2**30 / total), index)
+        from engine.features.cuda_memory import cap_cuda_memory
+
+        cap_cuda_memory(args.memory_cap_gib, device)
     dtype = resolve_compute_dtype("auto", device)
     load_before = os.getloadavg()[0]
     name = split_system(system)[0]
