@@ -213,7 +213,8 @@ class TrainConfig:
     (default: PyTorch's size)."""
     memory_cap_gib: Optional[float] = None
     """CUDA only: cap this process's CUDA allocator at this many GiB (torch.cuda.set_per_process_memory_fraction),
-    to find out on a large GPU what fits on a smaller card; past it, out of memory as there (default: no cap)."""
+    to find out on a large GPU what fits on a smaller card: past it, out of memory. The CUDA context (~1 GiB) is
+    outside the cap, so for a card of G GiB give G minus that (default: no cap)."""
 
     # ---- run --------------------------------------------------------------------------------
     seed: int = DEFAULT_SEED

@@ -13,10 +13,10 @@ builds them), then for each batch size
           computed in fp32 beside the base matmul as peft computes them (its default);
   static-fused  the same with the adapters fused into the base matmul in the compute dtype
           (StaticDecoder(lora="fused"): fewer kernels, bf16 rounding of the adapter path).
-Every row generates exactly --new-tokens tokens (no stop token), so all three do the same work.
+Every row generates exactly --new-tokens tokens (no stop token), so all systems do the same work.
 Each system first decodes one batch untimed (allocator, cuBLAS and graph warm-up); the clock then runs
 over all --examples prompts, from the first prefill to the last token after a device sync. The static
-decoder's one-time set-up (merging, capture) is reported in its own column.
+decoder's one-time set-up (dequantising, capture) is reported in its own column.
 Also printed: the share of greedy tokens where each static decoder and plain agree, position by position.
 """
 
@@ -86,6 +86,7 @@ def bench_model(spec: str, adapter: str | None, batch_sizes: list[int], new_toke
             setup = 0.0
             for system in systems:
                 if system.startswith("static"):
+                    decoder = None  # the previous static decoder's buffers and graph go before the next's
                     _sync(device)
                     t0 = time.perf_counter()
                     decoder = StaticDecoder(model, batch_size=batch_size, max_len=len(prompts[0]) + new_tokens,

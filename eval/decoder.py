@@ -3,8 +3,9 @@
 Evaluation only reads the model, so the three things that make decoding a QLoRA model slow can go:
   dense weights    each 4-bit matrix is dequantised once, to the very compute-dtype values the 4-bit
                    layer computes with, instead of at every call; q|k|v and gate|up become one matmul
-                   each, their LoRA adapters two small ones beside it (or, with merge=True, folded into
-                   W as `PeftModel.merge_and_unload` does: see _Linear for what that costs in bf16);
+                   each, their LoRA adapters computed beside it in fp32 as peft's LoRA layer does (or
+                   fused into it, or folded into W as `PeftModel.merge_and_unload` does: _Linear says
+                   what each costs);
   a static cache   K and V live in buffers allocated once for the whole evaluation, (B, kv_heads, S, d)
                    per layer, written in place at a slot index (transformers: `StaticCache`), so no
                    tensor grows and every decode step has the same shapes;
@@ -133,8 +134,11 @@ def _lora_factors(module: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor, f
 class _Linear:
     """Linear layers side by side (q|k|v, gate|up) as one dense matmul of the dequantised weights, with
     their LoRA adapters beside it, x W^T + s (x A^T) B^T, in one of three ways:
-      lora="fp32"   as peft's LoRA layer computes it: x and the adapters in fp32, their product added
-                    to the base output in fp32 and the sum rounded once (four small kernels more);
+      lora="fp32"   as peft's LoRA layer (`lora.Linear`, what peft wraps our hand-quantised layers in)
+                    computes it: x and the adapters in fp32, their product added to the base output in
+                    fp32 and the sum rounded once (four small kernels more). peft's `lora.bnb.Linear4bit`,
+                    used for models loaded with transformers' BitsAndBytesConfig, rounds the adapter
+                    output to bf16 before the add instead;
       lora="fused"  in two kernels: the A rows ride under W in the same matmul, and the B term is added
                     into the output in place (y += (x A^T)(s B)^T), all in the compute dtype;
       merge=True    folded into W (one matmul), as `PeftModel.merge_and_unload` does. In bf16 the small

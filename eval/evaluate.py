@@ -33,7 +33,7 @@ from torch import nn
 
 from data.files import check_output_path
 from engine.device import resolve_compute_dtype, resolve_device
-from eval.generate import extract_sql, generate
+from eval.generate import DECODERS, extract_sql, generate
 from eval.report import (build_report, check_databases, check_gold, format_comparison, format_table,
                          load_report, score_predictions, write_report)
 
@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prompts generated together (default: 16)")
     p.add_argument("--max-new-tokens", type=_positive_int, default=160,
                    help="generated tokens per answer at most (default: 160)")
-    p.add_argument("--decoder", default="auto", choices=("auto", "static", "static-fused", "plain"),
+    p.add_argument("--decoder", default="auto", choices=DECODERS,
                    help="static: dense weights with the adapter beside them in fp32 as peft computes it, static "
                         "KV cache, CUDA graph on a GPU; static-fused: the adapter inside the base matmul in the "
                         "compute dtype (2x the tokens/s on the SmolLM2 shape on an H200; 98.8%% vs 99.3%% of the 4-bit model's greedy "

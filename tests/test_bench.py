@@ -75,6 +75,10 @@ def test_ours_flags_may_not_change_the_shared_setup():
 def test_parse_args_systems_and_errors():
     with pytest.raises(BenchError, match="--memory-cap-gib must be > 0"):
         parse_args(["--memory-cap-gib", "0", "--device", "cpu"])
+    with pytest.raises(BenchError, match="--memory-cap-gib caps the CUDA allocator: it needs a CUDA device"):
+        parse_args(["--memory-cap-gib", "24", "--device", "cpu"])
+    with pytest.raises(BenchError, match="64 examples are fewer than"):
+        parse_args(["--data", "dummy", "--batch-size", "1", "--accum", "1", "--steps", "70", "--device", "cpu"])
     with pytest.raises(BenchError, match="--warmup-steps must be >= 0"):
         parse_args(["--warmup-steps", "-1", "--device", "cpu"])
     args, _ = parse_args(["--model", "arch:tiny", "--ladder", "--device", "cpu"])

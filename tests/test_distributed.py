@@ -100,6 +100,7 @@ def test_incomplete_launch_environment_is_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow  # 28 s: three torchrun launches; one-process resume is tested in test_train_smoke
 def test_resume_under_torchrun_continues_with_the_same_losses(chat_file, tmp_path):
     full = tmp_path / "full"
     proc = torchrun(2, [*common_args(chat_file, full), "--batch-size", "2", "--save-every", "2"])

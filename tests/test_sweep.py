@@ -187,6 +187,7 @@ def test_bad_paths_are_one_line_and_exit_2_before_any_work(tmp_path, capsys):
     assert (tmp_path / "t.png").read_bytes()[:8] == PNG_SIGNATURE and not (run_dir / "timeline.png").exists()
 
 
+@pytest.mark.slow  # 35 s: real train.py processes; test_sweep_2x2_end_to_end covers the sweep in one process
 def test_sweep_with_real_train_py_subprocesses(tmp_path):
     """The real thing: each configuration is a `python train.py ...` process (2 x 2 grid, tiny preset)."""
     points = grid(["qlora", "lora"], [2], [False, True], [1], ["adamw"], [32])

@@ -1,6 +1,6 @@
 """CUDA memory switches that must act before the model exists: --expandable-segments,
---cublas-workspace-mib and --memory-cap-gib. Both are settings PyTorch reads once (the allocator's at its first allocation,
-cuBLAS's at its first handle), so they are applied at the very start of set-up."""
+--cublas-workspace-mib and --memory-cap-gib. The first two are settings PyTorch reads once (the allocator's at
+its first allocation, cuBLAS's at its first handle), so all three are applied at the very start of set-up."""
 
 from __future__ import annotations
 
@@ -36,8 +36,9 @@ def set_cublas_workspace(mib: int) -> None:
 
 def cap_cuda_memory(gib: float, device: torch.device) -> None:
     """The CUDA allocator of this process capped at `gib` GiB (torch.cuda.set_per_process_memory_fraction):
-    past it, allocations fail with out-of-memory as on a card of that size (the CUDA context, ~0.5 GiB,
-    comes on top, as it does there)."""
+    past it, allocations fail with out-of-memory. The cap is the allocator's budget only: the CUDA context
+    (about 1 GiB on an H200) is outside it, where on a real card it takes from the same memory, so a card
+    of G GiB corresponds to a cap of G minus the context."""
     index = device.index if device.index is not None else torch.cuda.current_device()
     total = torch.cuda.get_device_properties(index).total_memory
     torch.cuda.set_per_process_memory_fraction(min(1.0, gib * 2**30 / total), index)

@@ -37,7 +37,7 @@ import torch
 def pinned_pieces(numel: int, dtype: torch.dtype, min_bytes: int = 1 << 20) -> list[int]:
     """Element counts of the pinned buffers that hold `numel` elements of `dtype` without the host
     allocator's round-up: powers of two in bytes, largest first, the tail under `min_bytes` one piece."""
-    item = torch.empty((), dtype=dtype).element_size()
+    item = dtype.itemsize
     counts, remaining = [], numel * item
     while remaining:
         size = 1 << (remaining.bit_length() - 1)
@@ -76,10 +76,10 @@ class ActivationOffload:
         self.by_storage: dict[tuple[int, int], tuple[weakref.ref, Offloaded]] = {}
 
     def wants(self, tensor: torch.Tensor) -> bool:
-        # Only a tensor that owns its whole storage: moving a view would free nothing.
+        # Only a non-empty tensor that owns its whole storage: moving a view would free nothing.
         storage = tensor.untyped_storage()
         return (tensor.device.type == self.device.type and tensor.is_contiguous()
-                and tensor.numel() * tensor.element_size() == storage.nbytes() >= self.min_bytes)
+                and tensor.numel() * tensor.element_size() == storage.nbytes() >= max(self.min_bytes, 1))
 
     def pack(self, tensor: torch.Tensor) -> Offloaded:
         key = (tensor.untyped_storage().data_ptr(), tensor._version)
@@ -87,11 +87,11 @@ class ActivationOffload:
         if alive() is not None:  # the same tensor saved again (a freed one's address may be reused)
             return entry
         if self.cuda:
-            host = [torch.empty(n, dtype=tensor.dtype, pin_memory=True)
-                    for n in pinned_pieces(tensor.numel(), tensor.dtype, self.piece_bytes)]
+            counts = pinned_pieces(tensor.numel(), tensor.dtype, self.piece_bytes)
+            host = [torch.empty(n, dtype=tensor.dtype, pin_memory=True) for n in counts]
             self.to_host.wait_stream(torch.cuda.current_stream(self.device))  # after the op that wrote it
             with torch.cuda.stream(self.to_host):
-                for piece, part in zip(host, tensor.detach().view(-1).split([p.numel() for p in host])):
+                for piece, part in zip(host, tensor.detach().view(-1).split(counts)):
                     piece.copy_(part, non_blocking=True)
                 copied = self.to_host.record_event()
             tensor.record_stream(self.to_host)  # its block is not reused before the copy has read it

@@ -182,7 +182,9 @@ def parse_args(argv: list[str] | None) -> tuple[BenchArgs, list[str] | None]:
     from models.load import ARCH_PREFIX, is_random_init
     from models.presets import PRESETS
 
-    resolve_device(args.device)  # no CUDA here: one line now, not one failed process per system
+    device = resolve_device(args.device)  # no CUDA here: one line now, not one failed process per system
+    if args.memory_cap_gib is not None and device.type != "cuda":
+        raise BenchError("--memory-cap-gib caps the CUDA allocator: it needs a CUDA device")
     if is_random_init(args.model) and args.model[len(ARCH_PREFIX):] not in PRESETS:
         raise BenchError(f"unknown architecture preset in --model {args.model!r}; known: "
                          f"{', '.join(ARCH_PREFIX + name for name in PRESETS)}")
@@ -191,6 +193,10 @@ def parse_args(argv: list[str] | None) -> tuple[BenchArgs, list[str] | None]:
             ours_config(args, system)  # a bad flag fails here, before any process starts
     if args.data == "synthetic":
         require_examples(args.num_examples, args)
+    elif args.data == "dummy":
+        from data.dummy import DEFAULT_NUM_EXAMPLES
+
+        require_examples(DEFAULT_NUM_EXAMPLES, args)
     return args, None
 
 
