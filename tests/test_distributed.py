@@ -78,6 +78,7 @@ def test_two_ranks_equal_one_process(chat_file, tmp_path):
         torch.testing.assert_close(adapter_ddp[name], adapter_single[name], rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow  # 13 s: a torchrun launch whose rank dies; the launch-environment check below is the fast half
 def test_dead_rank_fails_fast_with_clear_error(chat_file, tmp_path):
     started = time.monotonic()
     proc = torchrun(2, [*common_args(chat_file, tmp_path / "dead"), "--batch-size", "2"], timeout=300,

@@ -321,7 +321,11 @@ def test_run_files_are_written_with_the_users_umask(tmp_path):
     assert oct((tmp_path / "checkpoint-1").stat().st_mode & 0o777) == "0o755"
 
 
-KILL_POINTS = ["after-step:1", "checkpoint:2", "after-step:3", "checkpoint:4", "metrics:5", "adapter"]
+# Three kill points by default (mid-checkpoint, mid-metrics line, mid-adapter: each a different half-written
+# file); the other three, 7 s each on 2 cores, with -m slow.
+_SLOW = pytest.mark.slow
+KILL_POINTS = [pytest.param("after-step:1", marks=_SLOW), pytest.param("checkpoint:2", marks=_SLOW),
+               pytest.param("after-step:3", marks=_SLOW), "checkpoint:4", "metrics:5", "adapter"]
 
 
 @pytest.fixture(scope="module")
