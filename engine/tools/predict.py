@@ -532,6 +532,10 @@ def predict_for_spec(spec: str, **kwargs) -> dict:
     return predict_memory(model_config_for_spec(spec), **kwargs)
 
 
+# Longest sequence at which a prediction was checked within 3% on the GPU (docs/memory-model.md).
+CHECKED_TOKENS = 16_384
+
+
 def longest_sequence_that_fits(model_config, budget: int, limit: int = 1 << 24, **kwargs) -> int:
     """Longest sequence (batch 1, every position a label unless `label_tokens` says otherwise) whose
     predicted peak_allocated fits `budget` bytes, to 1,024 tokens (0: not even 1,024)."""
@@ -689,6 +693,9 @@ def predict_command(args: argparse.Namespace) -> int:
             host = at["activations_host"] + at["params_host"]
             print(f"longest sequence that fits in {args.budget} at batch 1: {longest:,} tokens"
                   + (f" (with {gib(host)} GiB of pinned host memory)" if host else ""))
+            if longest > CHECKED_TOKENS:
+                print(f"  beyond {CHECKED_TOKENS:,} tokens the GPU peak has measured above prediction (8B shape: "
+                      "-14% at 81,920, -38% at 352,256; docs/memory-model.md): treat this as an upper bound")
     return 0
 
 
