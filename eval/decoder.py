@@ -136,7 +136,7 @@ class _Linear:
     their LoRA adapters beside it, x W^T + s (x A^T) B^T, in one of three ways:
       lora="fp32"   as peft's LoRA layer (`lora.Linear`, what peft wraps our hand-quantised layers in)
                     computes it: x and the adapters in fp32, their product added to the base output in
-                    fp32 and the sum rounded once (four small kernels more). peft's `lora.bnb.Linear4bit`,
+                    fp32 and the sum rounded once (three small kernels more). peft's `lora.bnb.Linear4bit`,
                     used for models loaded with transformers' BitsAndBytesConfig, rounds the adapter
                     output to bf16 before the add instead;
       lora="fused"  in two kernels: the A rows ride under W in the same matmul, and the B term is added
@@ -186,9 +186,8 @@ class _Linear:
         if self.lora_b is None:
             return y
         if not self.fused:  # peft's order: the adapters in fp32, added to the base output in fp32, rounded once
-            h = F.linear(x.float(), self.lora_a)
-            out = torch.addmm(y.view(-1, y.shape[-1]).float(), h.view(-1, h.shape[-1]), self.lora_b.t())
-            return out.to(y.dtype).view(y.shape)
+            delta = F.linear(F.linear(x.float(), self.lora_a), self.lora_b)
+            return y.add_(delta)  # bf16 += fp32 computes in fp32 and rounds once, in one kernel
         flat = y.view(-1, y.shape[-1])
         base = flat[:, :self.out_features]
         base.addmm_(flat[:, self.out_features:], self.lora_b.t())  # a view: cuBLAS writes y's rows in place

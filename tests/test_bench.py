@@ -70,6 +70,8 @@ def test_ours_flags_may_not_change_the_shared_setup():
                         "offload_embeddings": False, "expandable_segments": False,
                         "cublas_workspace_mib": None}
     assert (cfg.batch_size, cfg.accum, cfg.max_steps) == (4, 4, 12)  # the bench's defaults, warm-up included
+    packed, _ = ours_config(BenchArgs(model="arch:tiny", data="synthetic", max_length=2048), "ours --packing")
+    assert packed.packing and packed.max_length == 2048  # rows of --max-length on synthetic data too
 
 
 def test_parse_args_systems_and_errors():

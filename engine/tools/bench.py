@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-examples", type=int, default=d.num_examples,
                    help=f"synthetic examples to generate (default: {d.num_examples})")
     p.add_argument("--max-length", type=int, default=d.max_length,
-                   help=f"bundled: drop longer examples; dummy: the sequence length (default: {d.max_length})")
+                   help=f"bundled and synthetic: drop longer examples, and the row length of --packing; dummy: the "
+                        f"sequence length (default: {d.max_length})")
     p.add_argument("--batch-size", type=int, default=d.batch_size,
                    help=f"micro-batch of both systems (default: {d.batch_size})")
     p.add_argument("--accum", type=int, default=d.accum,
@@ -214,7 +215,7 @@ def ours_config(args: BenchArgs, system: str) -> tuple[TrainConfig, dict[str, bo
     """(TrainConfig, speed switches) for an "ours ..." system: the bench's shared settings, then
     --ours-flags, then the system's own flags, parsed by train.py's own parser."""
     rest = shlex.split(args.ours_flags) + split_system(system)[1]
-    data = {"synthetic": ["--data", f"synthetic:{args.num_examples}"],
+    data = {"synthetic": ["--data", f"synthetic:{args.num_examples}", "--max-length", str(args.max_length)],
             "dummy": ["--data", f"dummy:{args.max_length}", "--max-length", str(args.max_length)],
             "bundled": ["--data", "bundled", "--split", args.split, "--max-length", str(args.max_length)]}[args.data]
     base = [*data, "--model", args.model, "--batch-size", str(args.batch_size), "--accum", str(args.accum),
