@@ -91,7 +91,7 @@ def test_resume_reproduces_losses(chat_file, tmp_path):
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4, 5, 6]
 
 
-@pytest.mark.parametrize("args, message", [
+BAD_INPUT = [
     (["--batch-size", "0"], "--batch-size must be >= 1"),
     (["--peft", "prefix"], "invalid choice"),
     (["--data", "/nonexistent/file.jsonl", "--model", "arch:tiny"], "/nonexistent/file.jsonl"),
@@ -106,14 +106,33 @@ def test_resume_reproduces_losses(chat_file, tmp_path):
     (["--sample-rows", "-1"], "--sample-rows must be >= 0"),
     (["--sample-rows", "2", "--data", "dummy:64"], "--sample-rows shows database rows"),
     (["--eval", "--eval-split", "dev"], "--eval-split 'dev' is not a split of the bundled benchmark"),
-])
-def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
+]
+
+
+def _one_error_line(stderr: str, message: str) -> None:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: ") and message in lines[-1], stderr[-2000:]
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("args, message", BAD_INPUT)
+def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path, capsys):
+    try:
+        status = train_script.main([*args, "--out", str(tmp_path / "x")])
+    except SystemExit as exit_:  # argparse's own errors end the process, as in `python train.py`
+        status = exit_.code
+    assert status == 2
+    _one_error_line(capsys.readouterr().err, message)
+    assert not (tmp_path / "x" / "metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize("args, message", [BAD_INPUT[1], BAD_INPUT[2], BAD_INPUT[5]])
+def test_bad_input_in_a_real_process_is_one_line_and_exit_2(args, message, tmp_path):
+    """The same through `python train.py`: an argparse error, a missing file, a device check."""
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args, "--out", str(tmp_path / "x")],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert lines[-1].startswith("error: ") and message in lines[-1], proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
+    _one_error_line(proc.stderr, message)
     assert not (tmp_path / "x" / "metrics.jsonl").exists()
 
 
