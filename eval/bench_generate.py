@@ -57,7 +57,7 @@ def _batches(prompts, size):
 def bench_model(spec: str, adapter: str | None, batch_sizes: list[int], new_tokens: int, examples: int,
                 device: torch.device, systems: list[str]) -> list[dict]:
     from engine.device import resolve_compute_dtype
-    from eval.decoder import StaticDecoder
+    from eval.decoder import LORA_OF_DECODER, StaticDecoder
     from eval.evaluate import evaluation_data, spread_indices
     from eval.generate import greedy_decode, inference_mode, prompt_token_ids
     from models.load import load_model, load_tokenizer
@@ -91,7 +91,7 @@ def bench_model(spec: str, adapter: str | None, batch_sizes: list[int], new_toke
                     t0 = time.perf_counter()
                     decoder = StaticDecoder(model, batch_size=batch_size, max_len=len(prompts[0]) + new_tokens,
                                             pad_token_id=pad, stop_ids=[],
-                                            lora="fused" if system == "static-fused" else "fp32")
+                                            lora=LORA_OF_DECODER[system])
                     decoder.decode(batches[0], max_new_tokens=new_tokens)  # includes the capture
                     _sync(device)
                     setup = time.perf_counter() - t0
@@ -124,11 +124,10 @@ def bench_model(spec: str, adapter: str | None, batch_sizes: list[int], new_toke
             hf = next((r for r in rows if r["model"] == spec and r["batch_size"] == batch_size
                        and r["system"] == "hf"), None)
             for r in rows:
-                if r["model"] == spec and r["batch_size"] == batch_size:
-                    r["vs_hf"] = round(r["tokens_per_s"] / hf["tokens_per_s"], 2) if hf else None
-            for r in rows:
-                if r["model"] == spec and r["batch_size"] == batch_size and r["system"].startswith("static") \
-                        and "plain" in outputs:
+                if r["model"] != spec or r["batch_size"] != batch_size:
+                    continue
+                r["vs_hf"] = round(r["tokens_per_s"] / hf["tokens_per_s"], 2) if hf else None
+                if r["system"].startswith("static") and "plain" in outputs:
                     pairs = [(a, b) for x, y in zip(outputs[r["system"]], outputs["plain"]) for a, b in zip(x, y)]
                     r["agree_with_plain"] = round(sum(a == b for a, b in pairs) / len(pairs), 4)
     return rows

@@ -131,6 +131,10 @@ def _lora_factors(module: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor, f
             for n in module.active_adapters if n in module.lora_A]
 
 
+# How each static decoder name of eval.generate's --decoder computes unmerged adapters (_Linear).
+LORA_OF_DECODER = {"static": "fp32", "static-fused": "fused"}
+
+
 class _Linear:
     """Linear layers side by side (q|k|v, gate|up) as one dense matmul of the dequantised weights, with
     their LoRA adapters beside it, x W^T + s (x A^T) B^T, in one of three ways:
@@ -218,7 +222,7 @@ class StaticDecoder:
     def __init__(self, model: nn.Module, *, batch_size: int, max_len: int, pad_token_id: int,
                  stop_ids: Sequence[int], graphs: bool | None = None, merge: bool | None = None,
                  lora: str = "fp32"):
-        if lora not in ("fp32", "fused"):
+        if lora not in LORA_OF_DECODER.values():
             raise ValueError(f"lora must be 'fp32' or 'fused', not {lora!r}")
         why = supported(model)
         if why is not None:

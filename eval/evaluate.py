@@ -226,8 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoder", default="auto", choices=DECODERS,
                    help="static: dense weights with the adapter beside them in fp32 as peft computes it, static "
                         "KV cache, CUDA graph on a GPU; static-fused: the adapter inside the base matmul in the "
-                        "compute dtype (2x the tokens/s on the SmolLM2 shape on an H200; 98.8%% vs 99.3%% of the 4-bit model's greedy "
-                        "choices on the bundled model); "
+                        "compute dtype (faster on a GPU, a little further from the 4-bit model's greedy choices: README, "
+                        "Evaluation); "
                         "plain: the model as loaded (4-bit + LoRA), a growing cache; auto: static where the "
                         "architecture allows (Llama family) (default: auto)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")

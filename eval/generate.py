@@ -178,7 +178,7 @@ def generate(model: nn.Module, tokenizer, conversations: Sequence[Sequence[dict]
     training. progress: a bar over examples with ETA on stderr."""
     from tqdm.auto import tqdm
 
-    from eval.decoder import StaticDecoder, supported
+    from eval.decoder import LORA_OF_DECODER, StaticDecoder, supported
 
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
@@ -212,7 +212,7 @@ def generate(model: nn.Module, tokenizer, conversations: Sequence[Sequence[dict]
             fast = StaticDecoder(model, batch_size=min(batch_size, len(prompts)),
                                  max_len=len(prompts[order[0]]) + max_new_tokens,
                                  pad_token_id=pad_id, stop_ids=stop_ids,
-                                 lora="fused" if decoder == "static-fused" else "fp32")
+                                 lora=LORA_OF_DECODER.get(decoder, "fp32"))  # auto: as static
 
             def run_batch(batch):
                 return fast.decode(batch, max_new_tokens=max_new_tokens, on_finished=bar.update)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import random
 import resource
@@ -176,7 +177,7 @@ def parse_args(argv: list[str] | None) -> tuple[BenchArgs, list[str] | None]:
             raise BenchError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.warmup_steps < 0:
         raise BenchError(f"--warmup-steps must be >= 0, got {args.warmup_steps}")
-    if args.memory_cap_gib is not None and not args.memory_cap_gib > 0:
+    if args.memory_cap_gib is not None and not (math.isfinite(args.memory_cap_gib) and args.memory_cap_gib > 0):
         raise BenchError(f"--memory-cap-gib must be > 0, got {args.memory_cap_gib}")
     if args.peak_tflops <= 0:
         raise BenchError(f"--peak-tflops must be > 0, got {args.peak_tflops}")
