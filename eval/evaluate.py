@@ -225,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="generated tokens per answer at most (default: 160)")
     p.add_argument("--decoder", default="auto", choices=DECODERS,
                    help="static: dense weights with the adapter beside them in fp32 as peft computes it, static "
-                        "KV cache, CUDA graph on a GPU; static-fused: the adapter inside the base matmul in the "
+                        "KV cache, CUDA graph on a GPU; static-split: the same, the prefill's adapter term from 16-bit "
+                        "matmuls at fp32 precision; static-fused: the adapter inside the base matmul in the "
                         "compute dtype (faster on a GPU, a little further from the 4-bit model's greedy choices: README, "
                         "Evaluation); "
                         "plain: the model as loaded (4-bit + LoRA), a growing cache; auto: static where the "

@@ -38,7 +38,7 @@ from data.tokenize import end_of_turn_token_id, render_prompt
 # drops blank lines, which would shift every later prediction onto the wrong gold). A valid query
 # that no benchmark asks for; the report scores it wrong without executing it.
 EMPTY_SQL = "SELECT 'empty'"
-DECODERS = ("auto", "static", "static-fused", "plain")
+DECODERS = ("auto", "static", "static-split", "static-fused", "plain")
 
 
 @dataclass
@@ -170,8 +170,8 @@ def generate(model: nn.Module, tokenizer, conversations: Sequence[Sequence[dict]
     """One greedy completion per conversation (a trailing assistant answer is dropped first).
 
     decoder: "static" = dense weights, static KV cache, CUDA graph on a GPU (eval/decoder.py), the adapters
-    computed as peft does; "static-fused" = the same with the adapters inside the base matmul (faster on a
-    GPU, rounded in bf16);
+    computed as peft does; "static-split" = the same, the prefill's adapter term from 16-bit matmuls at
+    fp32 precision; "static-fused" = the adapters inside the base matmul (faster on a GPU, rounded in bf16);
     "plain" = the loop above over the model as it is (any causal LM, 4-bit and LoRA unmerged);
     "auto" = static where the model's architecture allows it, else plain. The model's train/eval
     mode and use_cache setting are restored afterwards, so it can be called in the middle of

@@ -51,16 +51,20 @@ def _agreement(model, prompts, decoded, reference, tie=1e-3):
     return same / total
 
 
-def test_in_bf16_the_adapters_path_is_peft_s_bit_for_bit():
+def test_in_bf16_the_adapters_path_is_peft_s_bit_for_bit(monkeypatch):
     """lora="fp32" computes the adapters as peft's LoRA layer does (fp32, added to the base output in fp32,
     rounded once): in bf16 every output of q|k|v, gate|up and down equals the peft 4-bit layers' exactly.
-    The fused path (adapters in bf16 inside the base matmul) moves about a third of them by a bf16 step."""
+    lora="split" (bf16 parts, here for every call, not only a prefill's) does as well on this CPU, and
+    may differ only where fp32 sums in another order would. The fused path (adapters in bf16 inside the
+    base matmul) moves about a third of them by a bf16 step."""
+    import eval.decoder
     from eval.decoder import _Linear
 
+    monkeypatch.setattr(eval.decoder, "SPLIT_MIN_ROWS", 0)
     model = _randomise_lora(load_model("arch:tiny", peft="qlora", compute_dtype=torch.bfloat16, device=CPU),
                             std=0.02).eval()
     torch.manual_seed(0)
-    differ = {"fp32": [], "fused": []}
+    differ = {"fp32": [], "split": [], "fused": []}
     for layer in model.get_base_model().model.layers:
         attn, mlp = layer.self_attn, layer.mlp
         for group in ([attn.q_proj, attn.k_proj, attn.v_proj], [mlp.gate_proj, mlp.up_proj], [mlp.down_proj]):
@@ -73,6 +77,7 @@ def test_in_bf16_the_adapters_path_is_peft_s_bit_for_bit():
                         assert ours.dtype == torch.bfloat16 and ours.shape == expected.shape
                         differ[lora].append(float((ours != expected).float().mean()))
     assert max(differ["fp32"]) == 0.0
+    assert max(differ["split"]) <= 1e-3  # 0.0 on an AVX2 CPU, 2026-12-03
     assert min(differ["fused"]) > 0.1
 
 
@@ -147,7 +152,7 @@ def test_other_architectures_fall_back_to_the_plain_loop():
     auto = generate(model, tokenizer, conversation, max_new_tokens=3, decoder="auto")
     plain = generate(model, tokenizer, conversation, max_new_tokens=3, decoder="plain")
     assert [g.text for g in auto] == [g.text for g in plain] and auto[0].num_tokens == 3
-    for decoder in ("static", "static-fused"):
+    for decoder in ("static", "static-split", "static-fused"):
         with pytest.raises(ValueError, match=f"--decoder {decoder}: .*gpt_neox"):
             generate(model, tokenizer, conversation, max_new_tokens=3, decoder=decoder)
 
@@ -233,3 +238,21 @@ def test_on_the_bundled_model_the_static_decoder_makes_the_4bit_models_choices()
           f"{sorted(gaps)[-3:]}")
     assert share >= 0.99
     assert all(gap <= 8 * _bf16_step(top) for gap, top in gaps)
+
+
+def test_split_adapter_path_decodes_as_the_fp32_path_in_bf16(monkeypatch):
+    """The whole decoder with lora="split" in every call (prefill and decode steps) makes the same greedy
+    tokens as lora="fp32", in bf16 on the CPU (their layer outputs are equal bit for bit there)."""
+    import eval.decoder
+
+    monkeypatch.setattr(eval.decoder, "SPLIT_MIN_ROWS", 0)
+    model = _randomise_lora(load_model("arch:tiny", peft="qlora", compute_dtype=torch.bfloat16, device=CPU),
+                            std=0.02).eval()
+    prompts = _prompts(seed=5, count=4, shared=6)
+    with inference_mode(model):
+        outputs = {lora: StaticDecoder(model, batch_size=4, max_len=64, pad_token_id=2, stop_ids=[], lora=lora)
+                   .decode(prompts, max_new_tokens=8) for lora in ("fp32", "split")}
+        split = StaticDecoder(model, batch_size=4, max_len=64, pad_token_id=2, stop_ids=[], lora="split")
+    assert sum(map(len, outputs["fp32"])) == 32
+    assert outputs["split"] == outputs["fp32"]
+    assert all(layer.gate_up.split is not None for layer in split.layers)  # the split path was built
