@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.utils.checkpoint
 from tqdm.auto import tqdm
 
 from engine.checkpoint import TrainState, rotate_checkpoints, save_checkpoint
@@ -253,14 +254,21 @@ class AllocatorSnapshot(StepObserver):
 
     def __init__(self, path: str, device: torch.device):
         self.path, self.device = path, device
+        # While the history records stack traces, a checkpointed recompute must run to its end: torch 2.11
+        # loses the exception that stops it early inside a custom autograd Function (our fused LoRA) and
+        # fails with "returned NULL without setting an exception" (pytorch/pytorch#179536). The recompute
+        # then also makes the tensors after the last one backward needs (one layer's output, freed at once).
+        self.full_recompute = torch.utils.checkpoint.set_checkpoint_early_stop(False)
 
     def on_train_begin(self, state: LoopState) -> None:
+        self.full_recompute.__enter__()
         start_allocator_history(self.device)
 
     def on_step_end(self, state: LoopState) -> None:
         steps = state.step - state.start_step
         if steps == min(SNAPSHOT_STEPS, state.total_steps - state.start_step):
             dump_allocator_history(self.path)
+            self.full_recompute.__exit__(None, None, None)
             tqdm.write(f"allocator snapshot of {steps} steps: {self.path} (drag it onto https://pytorch.org/memory_viz)")
 
 
