@@ -481,10 +481,14 @@ def predict_memory(model_config: transformers.PretrainedConfig, *, peft: str = "
                   "loss gradients": acts.loss_transient}
     # Phase 2 (layers): the loss buffers are gone; one layer's backward temporaries, its recomputed
     # activations with ckpt, a dequantised 4-bit weight; full fine-tuning has the head's gradient by now.
+    # With offloading: the layer input in use, the next on its way, and layer 0's (the embedding output),
+    # which stays referenced on the device. The MLP's backward holds 3 intermediate-wide gradients; with
+    # --fused-lora, down_proj's backward adds its adapter term to grad_x as an fp32 product and its cast
+    # (engine/features/fused_lora.py): one more. Both seen in an allocator history at 131,072 tokens.
     layer_phase = {
-        "activations": 2 * acts.layer_input if offload_activations else acts.total - acts.loss_saved,
-        "layer backward": (min(tokens, batch_size * (mlp_chunk or seq_len)) * 3 * dims.intermediate
-                           + tokens * 2 * dims.hidden) * E,
+        "activations": 3 * acts.layer_input if offload_activations else acts.total - acts.loss_saved,
+        "layer backward": (min(tokens, batch_size * (mlp_chunk or seq_len)) * (4 if fused_lora else 3)
+                           * dims.intermediate + tokens * 2 * dims.hidden) * E,
         "recomputed layer (ckpt)": acts.one_layer if ckpt else 0,
         "dequantised 4-bit weight": params.largest_4bit * E,
         "head and embedding gradients": params.outside_layers_trainable if full_single else 0,
