@@ -126,3 +126,46 @@ def test_training_steps_match_the_plain_loop(tmp_path):
         losses[fused] = [r["loss"] for r in records]
     assert losses[True] == pytest.approx(losses[False], rel=1e-5)
     assert losses[False][0] != losses[False][-1]  # it trains
+
+
+def test_backward_in_row_slices_keeps_fp32_terms_to_one_slice(monkeypatch):
+    """With more rows than BACKWARD_ROWS the fp32 factors are formed slice by slice: the gradients equal the
+    one-slice backward's (to fp32 summation order), and no fp32 tensor the backward makes is larger than a
+    slice's [rows, max(in, out)] (bf16 x and base, fp32 adapters: the GPU set-up)."""
+    import engine.features.fused_lora as fl
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class LargestFp32(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.largest = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else [out]:
+                if isinstance(t, torch.Tensor) and t.dtype == torch.float32:
+                    self.largest = max(self.largest, t.numel() * 4)
+            return out
+
+    torch.manual_seed(0)
+    n_in, n_out, rank, rows = 48, 80, 4, 300
+    base = torch.nn.Linear(n_in, n_out, bias=False).to(torch.bfloat16).requires_grad_(False)
+    x0 = torch.randn(3, rows // 3, n_in).to(torch.bfloat16)
+    a0, b0 = torch.randn(rank, n_in) * 0.1, torch.randn(n_out, rank) * 0.1
+    g = torch.randn(3, rows // 3, n_out).to(torch.bfloat16)
+
+    def grads(slice_rows):
+        monkeypatch.setattr(fl, "BACKWARD_ROWS", slice_rows)
+        x, a, b = x0.clone().requires_grad_(), a0.clone().requires_grad_(), b0.clone().requires_grad_()
+        y = LoRALinearFunction.apply(x, a, b, base, 2.0)
+        with LargestFp32() as mode:
+            y.backward(g)
+        return x.grad, a.grad, b.grad, mode.largest
+
+    *whole, largest_whole = grads(10_000)
+    *sliced, largest_sliced = grads(64)
+    assert largest_whole == rows * n_out * 4  # the fp32 copy of g, all rows
+    assert largest_sliced == 64 * n_out * 4
+    assert torch.equal(sliced[0], whole[0])  # dx: each row computed as before
+    for s, w in zip(sliced[1:], whole[1:]):
+        torch.testing.assert_close(s, w, rtol=1e-5, atol=1e-6 * w.abs().max().item())

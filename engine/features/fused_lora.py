@@ -18,6 +18,8 @@ keeps its own fp32 copy of x for backward (lora_A's input): q, k and v each save
               dA = (s * g B)^T x     [r, in]      (the scale lands on [N, r] factors, never on [N, out])
               dx = g W + (s * g B) A              W dequantised once, as bnb's backward does; skipped
                                                   when x needs no gradient (the first block's inputs)
+              the fp32 factors over BACKWARD_ROWS rows at a time, so that at long sequences no fp32
+              [N, in] or [N, out] tensor exists (peft makes both for every layer)
 
 Same numbers as peft up to the order of float additions (tests/test_fused_lora.py). Layers it does not
 cover (dropout > 0, several or disabled adapters, merged weights, DoRA, trainable base) keep peft's forward.
@@ -32,6 +34,10 @@ from typing import Iterator
 import bitsandbytes as bnb
 import torch
 from torch import nn
+
+
+# Rows per slice of the backward's fp32 adapter terms: a training batch of up to 16k tokens is one slice.
+BACKWARD_ROWS = 16_384
 
 
 class LoRALinearFunction(torch.autograd.Function):
@@ -55,18 +61,28 @@ class LoRALinearFunction(torch.autograd.Function):
         x, xa, lora_a, lora_b = ctx.saved_tensors
         s = ctx.scaling
         g = grad_y.reshape(-1, grad_y.shape[-1])  # [N, out]
-        g_lora = g.to(lora_b.dtype)
-        xa2 = xa.reshape(-1, xa.shape[-1])  # [N, r]
-        grad_b = g_lora.t() @ (xa2 * s)  # [out, r]
-        gxa = (g_lora @ lora_b) * s  # [N, r]: gradient at the rank-r bottleneck
-        grad_a = gxa.t() @ x.reshape(-1, x.shape[-1]).to(lora_a.dtype)  # [r, in]
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            grad_x = g @ _frozen_weight(ctx.base, g.dtype)
-            if grad_x.dtype == gxa.dtype:
-                grad_x.addmm_(gxa, lora_a)
-            else:
-                grad_x += (gxa @ lora_a).to(grad_x.dtype)
+        x2, xa2 = x.reshape(-1, x.shape[-1]), xa.reshape(-1, xa.shape[-1])  # [N, in], [N, r]
+        grad_x = g @ _frozen_weight(ctx.base, g.dtype) if ctx.needs_input_grad[0] else None  # [N, in]
+        grad_a = grad_b = None
+        # The adapters' terms in fp32, BACKWARD_ROWS rows at a time: the fp32 copies of g and x and the
+        # adapter term of dx exist for one slice, not for all N rows (at 131,072 tokens of the 8B shape
+        # down_proj's fp32 term alone was 7 GiB). One slice up to BACKWARD_ROWS: the same kernels as whole.
+        for start in range(0, g.shape[0], BACKWARD_ROWS):
+            rows = slice(start, start + BACKWARD_ROWS)
+            g_lora = g[rows].to(lora_b.dtype)
+            gxa = (g_lora @ lora_b) * s  # [n, r]: gradient at the rank-r bottleneck
+            part_b = g_lora.t() @ (xa2[rows] * s)  # [out, r]
+            part_a = gxa.t() @ x2[rows].to(lora_a.dtype)  # [r, in]
+            grad_b = part_b if grad_b is None else grad_b.add_(part_b)
+            grad_a = part_a if grad_a is None else grad_a.add_(part_a)
+            if grad_x is not None:
+                if grad_x.dtype == gxa.dtype:
+                    grad_x[rows].addmm_(gxa, lora_a)
+                else:  # as peft: the adapter's fp32 term rounded to x's dtype, then summed with the base's
+                    grad_x[rows].add_((gxa @ lora_a).to(grad_x.dtype))
+        if grad_a is None:  # no rows
+            grad_a, grad_b = torch.zeros_like(lora_a), torch.zeros_like(lora_b)
+        if grad_x is not None:
             grad_x = grad_x.view(x.shape).to(x.dtype)
         return grad_x, grad_a, grad_b, None, None
 

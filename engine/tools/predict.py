@@ -482,13 +482,20 @@ def predict_memory(model_config: transformers.PretrainedConfig, *, peft: str = "
     # Phase 2 (layers): the loss buffers are gone; one layer's backward temporaries, its recomputed
     # activations with ckpt, a dequantised 4-bit weight; full fine-tuning has the head's gradient by now.
     # With offloading: the layer input in use, the next on its way, and layer 0's (the embedding output),
-    # which stays referenced on the device. The MLP's backward holds 3 intermediate-wide gradients; with
-    # --fused-lora, down_proj's backward adds its adapter term to grad_x as an fp32 product and its cast
-    # (engine/features/fused_lora.py): one more. Both seen in an allocator history at 131,072 tokens.
+    # which stays referenced on the device (seen in an allocator history at 131,072 tokens). The MLP's
+    # backward holds 3 intermediate-wide gradients, and peft's LoRA path an fp32 copy of a hidden-wide
+    # gradient; --fused-lora forms its fp32 terms BACKWARD_ROWS rows at a time instead: an fp32 product
+    # and its cast [rows, I] and an fp32 gradient [rows, h] for one slice (engine/features/fused_lora.py).
+    mlp_rows = min(tokens, batch_size * (mlp_chunk or seq_len))
+    if fused_lora:
+        from engine.features.fused_lora import BACKWARD_ROWS
+
+        lora_backward = min(mlp_rows, BACKWARD_ROWS) * (dims.intermediate * (4 + E) + dims.hidden * 4)
+    else:
+        lora_backward = tokens * 2 * dims.hidden * E
     layer_phase = {
         "activations": 3 * acts.layer_input if offload_activations else acts.total - acts.loss_saved,
-        "layer backward": (min(tokens, batch_size * (mlp_chunk or seq_len)) * (4 if fused_lora else 3)
-                           * dims.intermediate + tokens * 2 * dims.hidden) * E,
+        "layer backward": mlp_rows * 3 * dims.intermediate * E + lora_backward,
         "recomputed layer (ckpt)": acts.one_layer if ckpt else 0,
         "dequantised 4-bit weight": params.largest_4bit * E,
         "head and embedding gradients": params.outside_layers_trainable if full_single else 0,
