@@ -259,17 +259,27 @@ class AllocatorSnapshot(StepObserver):
         # fails with "returned NULL without setting an exception" (pytorch/pytorch#179536). The recompute
         # then also makes the tensors after the last one backward needs (one layer's output, freed at once).
         self.full_recompute = torch.utils.checkpoint.set_checkpoint_early_stop(False)
+        self.recording = False
 
     def on_train_begin(self, state: LoopState) -> None:
         self.full_recompute.__enter__()
         start_allocator_history(self.device)
+        self.recording = True
 
     def on_step_end(self, state: LoopState) -> None:
         steps = state.step - state.start_step
         if steps == min(SNAPSHOT_STEPS, state.total_steps - state.start_step):
             dump_allocator_history(self.path)
-            self.full_recompute.__exit__(None, None, None)
+            self._stop()
             tqdm.write(f"allocator snapshot of {steps} steps: {self.path} (drag it onto https://pytorch.org/memory_viz)")
+
+    def on_train_end(self, state: LoopState) -> None:
+        self._stop()  # a run that ended (or failed) before the dump: early stop back on
+
+    def _stop(self) -> None:
+        if self.recording:
+            self.recording = False
+            self.full_recompute.__exit__(None, None, None)
 
 
 class CheckpointSaver(StepObserver):

@@ -135,22 +135,22 @@ def _lora_factors(module: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor, f
 LORA_OF_DECODER = {"static": "fp32", "static-split": "split", "static-fused": "fused"}
 # Rows of a call above which lora="split" leaves the fp32 path: a prefill's (rows x out) fp32 product
 # costs more memory traffic than the base matmul's output itself; a decode step's is tiny, and there
-# the fp32 path's four kernels are fewer than the split path's seven.
+# the fp32 path's four kernels are fewer than the split path's dozen small ones.
 SPLIT_MIN_ROWS = 1024
 
 
-def _split(t: torch.Tensor, parts: int, dtype: torch.dtype) -> list[torch.Tensor]:
-    """fp32 t as a sum of `parts` tensors of a 16-bit dtype, largest first: in bf16 (8 significant
-    bits) two carry 16 of fp32's 24, three all of them."""
-    out, rest = [], t.float()
-    for _ in range(parts):
-        out.append(rest.to(dtype))
+def _split(t: torch.Tensor, parts: int, dtype: torch.dtype = torch.bfloat16) -> list[torch.Tensor]:
+    """fp32 t as a sum of `parts` bf16 tensors, largest first: with 8 significant bits each, three carry
+    all of fp32's 24 (bf16 has fp32's exponent range; fp16's would flush the small parts)."""
+    out, rest = [t.to(dtype)], t.float()
+    for _ in range(parts - 1):
         rest = rest - out[-1].float()
+        out.append(rest.to(dtype))
     return out
 
 
 def _mm_fp32(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """x @ w.T with 16-bit operands and the result kept in fp32 (cuBLAS accumulates in fp32 either way;
+    """x @ w.T with bf16 operands and the result kept in fp32 (cuBLAS accumulates in fp32 either way;
     a CPU has no such kernel, and there the fp32 product of the same bf16 values is the same sum)."""
     if x.is_cuda:
         return torch.mm(x, w.t(), out_dtype=torch.float32)
@@ -165,12 +165,12 @@ class _Linear:
                     fp32 and the sum rounded once (three small kernels more). peft's `lora.bnb.Linear4bit`,
                     used for models loaded with transformers' BitsAndBytesConfig, rounds the adapter
                     output to bf16 before the add instead;
-      lora="split"  "fp32" to fp32's precision from 16-bit matmuls, where its M x N fp32 product would
-                    be large (calls of more than SPLIT_MIN_ROWS rows: a prefill; "fp32" elsewhere): A as
-                    three bf16 parts (24 significant bits, all of fp32's), so x A^T is one bf16 matmul
-                    with an fp32 result and no product rounded; x A^T and s B as three parts each; one
-                    addmm of the six part products above 2^-24 into the base output, which adds y in
-                    fp32 and rounds once, as peft does;
+      lora="split"  "fp32" to fp32's precision from bf16 matmuls, where its M x N fp32 product would
+                    be large (calls of more than SPLIT_MIN_ROWS rows: a prefill; "fp32" elsewhere and in
+                    fp16): A as three bf16 parts (24 significant bits, all of fp32's), so x A^T is one
+                    bf16 matmul with an fp32 result and no product rounded; x A^T and s B as three parts
+                    each; one addmm of the six part products above 2^-24 into the base output, which
+                    adds y in fp32 and rounds once, as peft does;
       lora="fused"  in two kernels: the A rows ride under W in the same matmul, and the B term is added
                     into the output in place (y += (x A^T)(s B)^T), all in the compute dtype;
       merge=True    folded into W (one matmul), as `PeftModel.merge_and_unload` does. In bf16 the small
@@ -210,9 +210,9 @@ class _Linear:
                 self.lora_b = b_full.to(dtype)
             else:
                 self.lora_a, self.lora_b = a, b_full
-                if lora == "split" and dtype != torch.float32:
-                    b1, b2, b3 = _split(b_full, 3, dtype)
-                    self.split = (torch.cat(_split(a, 3, dtype)), torch.cat((b1, b2, b1, b3, b2, b1), 1))
+                if lora == "split" and dtype == torch.bfloat16:  # fp16 and fp32 take the fp32 path
+                    b1, b2, b3 = _split(b_full, 3)
+                    self.split = (torch.cat(_split(a, 3)), torch.cat((b1, b2, b1, b3, b2, b1), 1))
         self.weight = torch.cat(weights)
         self.bias = torch.cat(biases).to(dtype) if has_bias else None
 
@@ -224,8 +224,8 @@ class _Linear:
             a_parts, b_parts = self.split
             rank = a_parts.shape[0] // 3
             xa = _mm_fp32(x.reshape(-1, x.shape[-1]), a_parts).view(-1, 3, rank).sum(1)  # x A^T, fp32
-            x1, x2, x3 = _split(xa, 3, y.dtype)
-            # x1 b1 + x1 b2 + x2 b1 + x1 b3 + x2 b2 + x3 b1: the terms down to 2^-24 of the product
+            x1, x2, x3 = _split(xa, 3)
+            # x1 b1 + x1 b2 + x2 b1 + x1 b3 + x2 b2 + x3 b1: every term above 2^-24 of the product
             y.view(-1, y.shape[-1]).addmm_(torch.cat((x1, x1, x2, x1, x2, x3), 1), b_parts.t())
             return y
         if not self.fused:  # peft's order: the adapters in fp32, added to the base output in fp32, rounded once

@@ -128,10 +128,11 @@ def test_training_steps_match_the_plain_loop(tmp_path):
     assert losses[False][0] != losses[False][-1]  # it trains
 
 
-def test_backward_in_row_slices_keeps_fp32_terms_to_one_slice(monkeypatch):
-    """With more rows than BACKWARD_ROWS the fp32 factors are formed slice by slice: the gradients equal the
-    one-slice backward's (to fp32 summation order), and no fp32 tensor the backward makes is larger than a
-    slice's [rows, max(in, out)] (bf16 x and base, fp32 adapters: the GPU set-up)."""
+def test_row_slices_keep_fp32_terms_to_one_slice(monkeypatch):
+    """With more rows than SLICE_ROWS the fp32 terms are formed slice by slice, forward and backward: the
+    output and dx equal the one-slice computation's exactly, dA and dB to fp32 summation order, and no fp32
+    tensor either pass makes is larger than a slice's [rows, max(in, out)] (bf16 x and base, fp32 adapters:
+    the GPU set-up)."""
     import engine.features.fused_lora as fl
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -154,18 +155,19 @@ def test_backward_in_row_slices_keeps_fp32_terms_to_one_slice(monkeypatch):
     a0, b0 = torch.randn(rank, n_in) * 0.1, torch.randn(n_out, rank) * 0.1
     g = torch.randn(3, rows // 3, n_out).to(torch.bfloat16)
 
-    def grads(slice_rows):
-        monkeypatch.setattr(fl, "BACKWARD_ROWS", slice_rows)
+    def run(slice_rows):
+        monkeypatch.setattr(fl, "SLICE_ROWS", slice_rows)
         x, a, b = x0.clone().requires_grad_(), a0.clone().requires_grad_(), b0.clone().requires_grad_()
-        y = LoRALinearFunction.apply(x, a, b, base, 2.0)
-        with LargestFp32() as mode:
+        with LargestFp32() as forward:
+            y = LoRALinearFunction.apply(x, a, b, base, 2.0)
+        with LargestFp32() as backward:
             y.backward(g)
-        return x.grad, a.grad, b.grad, mode.largest
+        return (y.detach(), x.grad, a.grad, b.grad), forward.largest, backward.largest
 
-    *whole, largest_whole = grads(10_000)
-    *sliced, largest_sliced = grads(64)
-    assert largest_whole == rows * n_out * 4  # the fp32 copy of g, all rows
-    assert largest_sliced == 64 * n_out * 4
-    assert torch.equal(sliced[0], whole[0])  # dx: each row computed as before
-    for s, w in zip(sliced[1:], whole[1:]):
+    whole, forward_whole, backward_whole = run(10_000)
+    sliced, forward_sliced, backward_sliced = run(64)
+    assert forward_whole == backward_whole == rows * n_out * 4  # y in fp32 / the fp32 copy of g, all rows
+    assert forward_sliced == backward_sliced == 64 * n_out * 4
+    assert torch.equal(sliced[0], whole[0]) and torch.equal(sliced[1], whole[1])  # y and dx, row by row
+    for s, w in zip(sliced[2:], whole[2:]):
         torch.testing.assert_close(s, w, rtol=1e-5, atol=1e-6 * w.abs().max().item())

@@ -296,8 +296,10 @@ def test_offloaded_fused_layer_phase_terms():
     """8B shape at 131,072 tokens, offloaded activations and embeddings: the layer phase holds three layer
     inputs (the one in use, the next, and layer 0's, as an allocator history showed), the MLP backward's
     three intermediate-wide gradients, and either peft's fp32 copy of a hidden-wide gradient over all rows
-    or fused LoRA's fp32 terms over one slice of BACKWARD_ROWS rows."""
-    from engine.features.fused_lora import BACKWARD_ROWS
+    or, with fused LoRA, down_proj's dx with its fp32 terms over one slice of SLICE_ROWS rows, or the three
+    gradients, whichever is larger (at one slice: 4 intermediate-wide tensors and an fp32 [N, h], as the
+    history of the unsliced backward showed)."""
+    from engine.features.fused_lora import SLICE_ROWS
     from engine.tools.predict import predict_for_spec
 
     T, hidden, inter = 131_072, 4096, 14_336
@@ -306,5 +308,7 @@ def test_offloaded_fused_layer_phase_terms():
     fused = predict_for_spec("arch:llama-3.1-8b", fused_lora=True, **common)["peak_terms"]
     unfused = predict_for_spec("arch:llama-3.1-8b", **common)["peak_terms"]
     assert fused["activations"] == unfused["activations"] == 3 * T * hidden * 2
-    assert fused["layer backward"] == 3 * T * inter * 2 + BACKWARD_ROWS * (inter * 6 + hidden * 4)
+    assert fused["layer backward"] == max(3 * T * inter * 2, T * inter * 2 + SLICE_ROWS * (inter * 6 + hidden * 4))
+    one_slice = predict_for_spec("arch:llama-3.1-8b", fused_lora=True, **dict(common, seq_len=SLICE_ROWS))
+    assert one_slice["peak_terms"]["layer backward"] == (4 * SLICE_ROWS * inter + 2 * SLICE_ROWS * hidden) * 2
     assert unfused["layer backward"] == (3 * T * inter + 2 * T * hidden) * 2

@@ -18,8 +18,8 @@ keeps its own fp32 copy of x for backward (lora_A's input): q, k and v each save
               dA = (s * g B)^T x     [r, in]      (the scale lands on [N, r] factors, never on [N, out])
               dx = g W + (s * g B) A              W dequantised once, as bnb's backward does; skipped
                                                   when x needs no gradient (the first block's inputs)
-              the fp32 factors over BACKWARD_ROWS rows at a time, so that at long sequences no fp32
-              [N, in] or [N, out] tensor exists (peft makes both for every layer)
+    both      the fp32 terms over SLICE_ROWS rows at a time, so that at long sequences no fp32 [N, in]
+              or [N, out] tensor exists (peft makes both for every layer, forward and backward)
 
 Same numbers as peft up to the order of float additions (tests/test_fused_lora.py). Layers it does not
 cover (dropout > 0, several or disabled adapters, merged weights, DoRA, trainable base) keep peft's forward.
@@ -36,8 +36,16 @@ import torch
 from torch import nn
 
 
-# Rows per slice of the backward's fp32 adapter terms: a training batch of up to 16k tokens is one slice.
-BACKWARD_ROWS = 16_384
+# Rows per slice of the fp32 adapter terms, forward and backward: a batch of up to 16k tokens is one slice.
+SLICE_ROWS = 16_384
+
+
+def _row_slices(n: int) -> list[slice]:
+    # One whole slice up to SLICE_ROWS: the same kernels as unsliced (and under torch.compile a bound on
+    # n, not its value, so varying batch shapes do not recompile).
+    if n <= SLICE_ROWS:
+        return [slice(None)]
+    return [slice(start, start + SLICE_ROWS) for start in range(0, n, SLICE_ROWS)]
 
 
 class LoRALinearFunction(torch.autograd.Function):
@@ -47,11 +55,13 @@ class LoRALinearFunction(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor, base: nn.Module,
                 scaling: float) -> torch.Tensor:
         y = base(x)  # autograd is off inside forward: bnb takes its inference path, the same kernel
-        xa = x.to(lora_a.dtype) @ lora_a.t()  # [.., r]; in bf16 the fp32 copy of x is NOT kept for backward
-        # One GEMM that accumulates into y: no separate mul and add passes over [N, out]. Like peft, the sum
-        # is formed in the adapters' dtype (fp32) and rounded once to y's dtype (a no-op in fp32).
-        y = torch.addmm(y.reshape(-1, y.shape[-1]).to(xa.dtype), xa.reshape(-1, xa.shape[-1]), lora_b.t(),
-                        alpha=scaling).to(y.dtype).view(y.shape)
+        x2, y2 = x.reshape(-1, x.shape[-1]), y.view(-1, y.shape[-1])
+        xa = x2.new_empty((x2.shape[0], lora_a.shape[0]), dtype=lora_a.dtype)  # x A^T [N, r], kept for backward
+        for rows in _row_slices(x2.shape[0]):
+            xa[rows] = x2[rows].to(lora_a.dtype) @ lora_a.t()  # the fp32 copy of x: one slice, never kept
+            # One GEMM that accumulates into y: no separate mul and add passes over [N, out]. Like peft, the
+            # sum is formed in the adapters' dtype (fp32) and rounded once to y's dtype, written in place.
+            y2[rows] = torch.addmm(y2[rows].to(xa.dtype), xa[rows], lora_b.t(), alpha=scaling)
         ctx.base, ctx.scaling = base, scaling
         ctx.save_for_backward(x, xa, lora_a, lora_b)
         return y
@@ -61,17 +71,15 @@ class LoRALinearFunction(torch.autograd.Function):
         x, xa, lora_a, lora_b = ctx.saved_tensors
         s = ctx.scaling
         g = grad_y.reshape(-1, grad_y.shape[-1])  # [N, out]
-        x2, xa2 = x.reshape(-1, x.shape[-1]), xa.reshape(-1, xa.shape[-1])  # [N, in], [N, r]
+        x2 = x.reshape(-1, x.shape[-1])  # [N, in]; xa is [N, r]
         grad_x = g @ _frozen_weight(ctx.base, g.dtype) if ctx.needs_input_grad[0] else None  # [N, in]
         grad_a = grad_b = None
-        # The adapters' terms in fp32, BACKWARD_ROWS rows at a time: the fp32 copies of g and x and the
-        # adapter term of dx exist for one slice, not for all N rows (at 131,072 tokens of the 8B shape
-        # down_proj's fp32 term alone was 7 GiB). One slice up to BACKWARD_ROWS: the same kernels as whole.
-        for start in range(0, g.shape[0], BACKWARD_ROWS):
-            rows = slice(start, start + BACKWARD_ROWS)
+        # The fp32 copies of g and x and the adapter term of dx exist for one slice of rows, not for all N
+        # (at 131,072 tokens of the 8B shape down_proj's term and its cast were 10.5 GiB).
+        for rows in _row_slices(g.shape[0]):
             g_lora = g[rows].to(lora_b.dtype)
             gxa = (g_lora @ lora_b) * s  # [n, r]: gradient at the rank-r bottleneck
-            part_b = g_lora.t() @ (xa2[rows] * s)  # [out, r]
+            part_b = g_lora.t() @ (xa[rows] * s)  # [out, r]
             part_a = gxa.t() @ x2[rows].to(lora_a.dtype)  # [r, in]
             grad_b = part_b if grad_b is None else grad_b.add_(part_b)
             grad_a = part_a if grad_a is None else grad_a.add_(part_a)
@@ -80,8 +88,6 @@ class LoRALinearFunction(torch.autograd.Function):
                     grad_x[rows].addmm_(gxa, lora_a)
                 else:  # as peft: the adapter's fp32 term rounded to x's dtype, then summed with the base's
                     grad_x[rows].add_((gxa @ lora_a).to(grad_x.dtype))
-        if grad_a is None:  # no rows
-            grad_a, grad_b = torch.zeros_like(lora_a), torch.zeros_like(lora_b)
         if grad_x is not None:
             grad_x = grad_x.view(x.shape).to(x.dtype)
         return grad_x, grad_a, grad_b, None, None

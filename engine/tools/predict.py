@@ -484,18 +484,22 @@ def predict_memory(model_config: transformers.PretrainedConfig, *, peft: str = "
     # With offloading: the layer input in use, the next on its way, and layer 0's (the embedding output),
     # which stays referenced on the device (seen in an allocator history at 131,072 tokens). The MLP's
     # backward holds 3 intermediate-wide gradients, and peft's LoRA path an fp32 copy of a hidden-wide
-    # gradient; --fused-lora forms its fp32 terms BACKWARD_ROWS rows at a time instead: an fp32 product
-    # and its cast [rows, I] and an fp32 gradient [rows, h] for one slice (engine/features/fused_lora.py).
+    # gradient. --fused-lora's down_proj backward holds dx [M, I] and, over one slice of SLICE_ROWS rows,
+    # its adapter term in fp32 with its cast and the fp32 copy of g [S, h] (engine/features/fused_lora.py);
+    # the MLP's later gradients take over as the larger phase once there are several slices.
     mlp_rows = min(tokens, batch_size * (mlp_chunk or seq_len))
     if fused_lora:
-        from engine.features.fused_lora import BACKWARD_ROWS
+        from engine.features.fused_lora import SLICE_ROWS
 
-        lora_backward = min(mlp_rows, BACKWARD_ROWS) * (dims.intermediate * (4 + E) + dims.hidden * 4)
+        slice_rows = min(mlp_rows, SLICE_ROWS)
+        mlp_backward = max(3 * mlp_rows * dims.intermediate * E,
+                           mlp_rows * dims.intermediate * E
+                           + slice_rows * (dims.intermediate * (4 + E) + dims.hidden * 4))
     else:
-        lora_backward = tokens * 2 * dims.hidden * E
+        mlp_backward = (mlp_rows * 3 * dims.intermediate + tokens * 2 * dims.hidden) * E
     layer_phase = {
         "activations": 3 * acts.layer_input if offload_activations else acts.total - acts.loss_saved,
-        "layer backward": mlp_rows * 3 * dims.intermediate * E + lora_backward,
+        "layer backward": mlp_backward,
         "recomputed layer (ckpt)": acts.one_layer if ckpt else 0,
         "dequantised 4-bit weight": params.largest_4bit * E,
         "head and embedding gradients": params.outside_layers_trainable if full_single else 0,
