@@ -213,11 +213,13 @@ def _bf16_step(value: float) -> float:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_on_the_bundled_model_the_static_decoder_makes_the_4bit_models_choices():
+@pytest.mark.parametrize("lora", ["fp32", "split"])
+def test_on_the_bundled_model_the_static_decoder_makes_the_4bit_models_choices(lora):
     """Real weights are decided where random ones are flat: on the bundled model (NF4, LoRA B drawn so the
     adapters count) the static decoder's greedy choice after each prefix of the plain loop's continuation
     is the 4-bit model's at 99.28% of 1,536 positions (H200, 2026-12-03; 98.76% with lora="fused", the
-    adapters in bf16), every other one within two bf16 steps of a tie."""
+    adapters in bf16), every other one within two bf16 steps of a tie. lora="split" (its prefills from bf16
+    matmuls at fp32 precision) must do as well."""
     from engine.config import TrainConfig
     from eval.evaluate import evaluation_data, spread_indices
     from eval.generate import prompt_token_ids
@@ -232,9 +234,9 @@ def test_on_the_bundled_model_the_static_decoder_makes_the_4bit_models_choices()
         reference = greedy_decode(model, prompts, pad_token_id=tokenizer.pad_token_id, stop_ids=[],
                                   max_new_tokens=48)
         decoder = StaticDecoder(model, batch_size=32, max_len=max(map(len, prompts)) + 48,
-                                pad_token_id=tokenizer.pad_token_id, stop_ids=[])
+                                pad_token_id=tokenizer.pad_token_id, stop_ids=[], lora=lora)
         share, gaps = _forced_agreement(model, decoder, prompts, reference)
-    print(f"bundled model: same choice at {share:.4f} of {sum(map(len, reference))} positions; gaps where not: "
+    print(f"bundled model, lora={lora}: same choice at {share:.4f} of {sum(map(len, reference))} positions; gaps where not: "
           f"{sorted(gaps)[-3:]}")
     assert share >= 0.99
     assert all(gap <= 8 * _bf16_step(top) for gap, top in gaps)
