@@ -266,11 +266,12 @@ def evaluation_command(cfg: TrainConfig, run_dir: Path) -> str | None:
     """`python -m eval.evaluate ...` for this run's adapter on the data --eval evaluates (the validation data,
     else the bundled benchmark's --eval-split), with the data, database, schema and sample-row flags the run
     used, so the prompts are the training's; None when that data is not text-to-SQL."""
-    from data.formats import record_format
-
     data, split = cfg.validation_source or ("bundled", cfg.eval_split)
-    if data != "bundled" and record_format(data, split or "") not in ("spider", "bird"):
-        return None
+    if data != "bundled":
+        from data.formats import record_format  # reads the user's file (and imports `datasets`)
+
+        if record_format(data, split or "") not in ("spider", "bird"):
+            return None
     if cfg.peft == "full" and not (run_dir / "adapter" / "tokenizer_config.json").is_file():
         return None  # a full model trained on token ids has no tokenizer to generate with
     weights = ["--model" if cfg.peft == "full" else "--adapter", run_dir / "adapter"]  # full: the model itself
