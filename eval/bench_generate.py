@@ -11,7 +11,7 @@ builds them), then for each batch size
   plain   eval/generate.greedy_decode on the peft model (4-bit weights + LoRA, a growing cache);
   static  eval/decoder.StaticDecoder: dense weights, static cache, CUDA graph on a GPU, the adapters
           computed in fp32 beside the base matmul as peft computes them (its default);
-  static-split  the same, the prefill's adapter term from 16-bit matmuls at fp32 precision
+  static-split  the same, the prefill's adapter term from bf16 matmuls at fp32 precision
           (StaticDecoder(lora="split"): no large fp32 tensor);
   static-fused  the same with the adapters fused into the base matmul in the compute dtype
           (StaticDecoder(lora="fused"): fewer kernels, bf16 rounding of the adapter path).

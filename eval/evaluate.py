@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="generated tokens per answer at most (default: 160)")
     p.add_argument("--decoder", default="auto", choices=DECODERS,
                    help="static: dense weights with the adapter beside them in fp32 as peft computes it, static "
-                        "KV cache, CUDA graph on a GPU; static-split: the same, the prefill's adapter term from 16-bit "
+                        "KV cache, CUDA graph on a GPU; static-split: the same, the prefill's adapter term from bf16 "
                         "matmuls at fp32 precision; static-fused: the adapter inside the base matmul in the "
                         "compute dtype (faster on a GPU, a little further from the 4-bit model's greedy choices: README, "
                         "Evaluation); "

@@ -170,7 +170,7 @@ def generate(model: nn.Module, tokenizer, conversations: Sequence[Sequence[dict]
     """One greedy completion per conversation (a trailing assistant answer is dropped first).
 
     decoder: "static" = dense weights, static KV cache, CUDA graph on a GPU (eval/decoder.py), the adapters
-    computed as peft does; "static-split" = the same, the prefill's adapter term from 16-bit matmuls at
+    computed as peft does; "static-split" = the same, the prefill's adapter term from bf16 matmuls at
     fp32 precision; "static-fused" = the adapters inside the base matmul (faster on a GPU, rounded in bf16);
     "plain" = the loop above over the model as it is (any causal LM, 4-bit and LoRA unmerged);
     "auto" = static where the model's architecture allows it, else plain. The model's train/eval

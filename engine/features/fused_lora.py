@@ -31,7 +31,6 @@ import types
 from contextlib import contextmanager
 from typing import Iterator
 
-import bitsandbytes as bnb
 import torch
 from torch import nn
 
@@ -58,7 +57,7 @@ class LoRALinearFunction(torch.autograd.Function):
         x2, y2 = x.reshape(-1, x.shape[-1]), y.view(-1, y.shape[-1])
         xa = x2.new_empty((x2.shape[0], lora_a.shape[0]), dtype=lora_a.dtype)  # x A^T [N, r], kept for backward
         for rows in _row_slices(x2.shape[0]):
-            xa[rows] = x2[rows].to(lora_a.dtype) @ lora_a.t()  # the fp32 copy of x: one slice, never kept
+            torch.mm(x2[rows].to(lora_a.dtype), lora_a.t(), out=xa[rows])  # the fp32 copy of x: one slice
             # One GEMM that accumulates into y: no separate mul and add passes over [N, out]. Like peft, the
             # sum is formed in the adapters' dtype (fp32) and rounded once to y's dtype, written in place.
             y2[rows] = torch.addmm(y2[rows].to(xa.dtype), xa[rows], lora_b.t(), alpha=scaling)
@@ -96,7 +95,9 @@ class LoRALinearFunction(torch.autograd.Function):
 def _frozen_weight(base: nn.Module, dtype: torch.dtype) -> torch.Tensor:
     """The base layer's weight [out, in] in `dtype`: dequantised from 4 bits as bnb's own backward does."""
     weight = base.weight
-    if isinstance(base, bnb.nn.Linear4bit):
+    if getattr(weight, "quant_state", None) is not None:  # bnb's Params4bit
+        import bitsandbytes as bnb  # here, not at the top: the predictor reads SLICE_ROWS without it
+
         return bnb.functional.dequantize_4bit(weight.data, weight.quant_state).to(dtype)
     return weight.to(dtype)
 
