@@ -10,9 +10,10 @@ builds them), then for each batch size
   hf      `model.generate(do_sample=False, max_new_tokens=N, min_new_tokens=N)` on the peft model;
   plain   eval/generate.greedy_decode on the peft model (4-bit weights + LoRA, a growing cache);
   static  eval/decoder.StaticDecoder: dense weights, static cache, CUDA graph on a GPU, the adapters
-          computed in fp32 beside the base matmul as peft computes them (its default);
+          computed in fp32 beside the base matmul as peft computes them (StaticDecoder(lora="fp32"));
   static-split  the same, the prefill's adapter term from bf16 matmuls at fp32 precision
-          (StaticDecoder(lora="split"): no large fp32 tensor);
+          (StaticDecoder's default, lora="split", what evaluation's --decoder auto runs: no large fp32
+          tensor);
   static-fused  the same with the adapters fused into the base matmul in the compute dtype
           (StaticDecoder(lora="fused"): fewer kernels, bf16 rounding of the adapter path).
 Every row generates exactly --new-tokens tokens (no stop token), so all systems do the same work.

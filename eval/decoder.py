@@ -256,12 +256,12 @@ class StaticDecoder:
     Built once per evaluation from the model as it is (a PeftModel over 4-bit weights included); the
     model itself is not changed. `graphs` captures the decode step in a CUDA graph (CUDA only);
     `merge` folds LoRA into the weights (default: in fp32 only), `lora` says how unmerged adapters are
-    computed ("fp32" as peft, "split" as peft from bf16 matmuls, or "fused" into the base matmul);
-    _Linear says what each costs."""
+    computed ("split", the default: as peft, a prefill's from bf16 matmuls; "fp32" as peft; "fused" into
+    the base matmul); _Linear says what each costs."""
 
     def __init__(self, model: nn.Module, *, batch_size: int, max_len: int, pad_token_id: int,
                  stop_ids: Sequence[int], graphs: bool | None = None, merge: bool | None = None,
-                 lora: str = "fp32"):
+                 lora: str = "split"):
         if lora not in LORA_OF_DECODER.values():
             raise ValueError(f"lora must be one of {sorted(LORA_OF_DECODER.values())}, not {lora!r}")
         why = supported(model)

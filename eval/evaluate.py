@@ -229,8 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "matmuls at fp32 precision; static-fused: the adapter inside the base matmul in the "
                         "compute dtype (faster on a GPU, a little further from the 4-bit model's greedy choices: README, "
                         "Evaluation); "
-                        "plain: the model as loaded (4-bit + LoRA), a growing cache; auto: static where the "
-                        "architecture allows (Llama family) (default: auto)")
+                        "plain: the model as loaded (4-bit + LoRA), a growing cache; auto: static-split where "
+                        "the architecture allows (Llama family) (default: auto)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--compute-dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"),
                    help="auto: bf16 on a CUDA GPU that supports it, else fp32 (default: auto)")

@@ -173,7 +173,7 @@ def generate(model: nn.Module, tokenizer, conversations: Sequence[Sequence[dict]
     computed as peft does; "static-split" = the same, the prefill's adapter term from bf16 matmuls at
     fp32 precision; "static-fused" = the adapters inside the base matmul (faster on a GPU, rounded in bf16);
     "plain" = the loop above over the model as it is (any causal LM, 4-bit and LoRA unmerged);
-    "auto" = static where the model's architecture allows it, else plain. The model's train/eval
+    "auto" = static-split where the model's architecture allows it, else plain. The model's train/eval
     mode and use_cache setting are restored afterwards, so it can be called in the middle of
     training. progress: a bar over examples with ETA on stderr."""
     from tqdm.auto import tqdm
@@ -212,7 +212,7 @@ def generate(model: nn.Module, tokenizer, conversations: Sequence[Sequence[dict]
             fast = StaticDecoder(model, batch_size=min(batch_size, len(prompts)),
                                  max_len=len(prompts[order[0]]) + max_new_tokens,
                                  pad_token_id=pad_id, stop_ids=stop_ids,
-                                 lora=LORA_OF_DECODER.get(decoder, "fp32"))  # auto: as static
+                                 lora=LORA_OF_DECODER.get(decoder, "split"))  # auto: as static-split
 
             def run_batch(batch):
                 return fast.decode(batch, max_new_tokens=max_new_tokens, on_finished=bar.update)
