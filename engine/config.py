@@ -43,7 +43,7 @@ class ConfigError(ValueError):
 RESUME_MAY_CHANGE = {"max_steps", "epochs", "log_every", "save_every", "dist_timeout", "memory_snapshot", "eval",
                      "eval_split", "eval_limit", "val_data", "val_split", "eval_every", "eval_ex", "save_best",
                      "save_total_limit", "report_to", "fused_lora", "compile_layers", "cuda_graphs", "chunked_loss",
-                     "offload_embeddings", "offload_activations", "mlp_chunk", "expandable_segments",
+                     "offload_embeddings", "offload_activations", "mlp_chunk", "fused_rmsnorm", "expandable_segments",
                      "cublas_workspace_mib", "memory_cap_gib", "out", "resume"}
 
 
@@ -198,6 +198,10 @@ class TrainConfig:
     """Run each decoder layer's MLP over slices of this many positions, each slice checkpointed
     (engine/features/chunked_mlp.py): at long sequences the MLP's [tokens, intermediate] tensors bound the
     peak; sliced, one slice's are alive at a time, for one more MLP forward per step. 0: off."""
+    fused_rmsnorm: bool = False
+    """Run each RMSNorm as one autograd node (engine/features/fused_rmsnorm.py) that keeps its input and an fp32
+    number per row instead of an fp32 copy of the input, with its backward in slices of 16,384 rows: at long
+    sequences the norms' fp32 gradients otherwise bound the peak once the MLP is sliced."""
     offload_activations: bool = False
     """CUDA only: keep the activations saved for backward (with --ckpt: each decoder layer's input) in pinned host
     memory, copied on side streams that overlap compute and brought back one layer ahead of backward

@@ -39,7 +39,7 @@ from torch import nn
 SLICE_ROWS = 16_384
 
 
-def _row_slices(n: int) -> list[slice]:
+def row_slices(n: int) -> list[slice]:
     # One whole slice up to SLICE_ROWS: the same kernels as unsliced (and under torch.compile a bound on
     # n, not its value, so varying batch shapes do not recompile).
     if n <= SLICE_ROWS:
@@ -56,7 +56,7 @@ class LoRALinearFunction(torch.autograd.Function):
         y = base(x)  # autograd is off inside forward: bnb takes its inference path, the same kernel
         x2, y2 = x.reshape(-1, x.shape[-1]), y.view(-1, y.shape[-1])
         xa = x2.new_empty((x2.shape[0], lora_a.shape[0]), dtype=lora_a.dtype)  # x A^T [N, r], kept for backward
-        for rows in _row_slices(x2.shape[0]):
+        for rows in row_slices(x2.shape[0]):
             torch.mm(x2[rows].to(lora_a.dtype), lora_a.t(), out=xa[rows])  # the fp32 copy of x: one slice
             # One GEMM that accumulates into y: no separate mul and add passes over [N, out]. Like peft, the
             # sum is formed in the adapters' dtype (fp32) and rounded once to y's dtype, written in place.
@@ -75,7 +75,7 @@ class LoRALinearFunction(torch.autograd.Function):
         grad_a = grad_b = None
         # The fp32 copies of g and x and the adapter term of dx exist for one slice of rows, not for all N
         # (at 131,072 tokens of the 8B shape down_proj's term and its cast were 10.5 GiB).
-        for rows in _row_slices(g.shape[0]):
+        for rows in row_slices(g.shape[0]):
             g_lora = g[rows].to(lora_b.dtype)
             gxa = (g_lora @ lora_b) * s  # [n, r]: gradient at the rank-r bottleneck
             part_b = g_lora.t() @ (xa[rows] * s)  # [out, r]

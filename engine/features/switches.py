@@ -21,6 +21,7 @@ from engine.features.chunked_mlp import chunked_mlp_layers
 from engine.features.compile import compiled_decoder_layers
 from engine.features.cuda_memory import cap_cuda_memory, set_cublas_workspace, use_expandable_segments
 from engine.features.fused_lora import fused_lora_layers
+from engine.features.fused_rmsnorm import fused_rmsnorm_layers
 from engine.features.offload import embeddings_on_host
 from engine.memory import format_bytes
 
@@ -58,11 +59,13 @@ def apply_cuda_memory_settings(cfg: TrainConfig, device: torch.device) -> None:
 @contextmanager
 def training_switches(cfg: TrainConfig, model: torch.nn.Module, device: torch.device,
                       say: Callable[[str], None] = print) -> Iterator[None]:
-    """--fused-lora, --compile-layers, --mlp-chunk and --offload-embeddings applied to `model` inside the block,
+    """--fused-lora, --fused-rmsnorm, --compile-layers, --mlp-chunk and --offload-embeddings applied to `model` inside the block,
     undone after it."""
     with ExitStack() as stack:
         if cfg.fused_lora:
             say(f"fused LoRA: {stack.enter_context(fused_lora_layers(model))} layers run as one autograd node each")
+        if cfg.fused_rmsnorm:  # before --compile-layers, which compiles the layers as they are then
+            say(f"fused RMSNorm: {stack.enter_context(fused_rmsnorm_layers(model))} norms run as one autograd node each")
         if cfg.compile_layers:
             stack.enter_context(compiled_decoder_layers(model))
         if cfg.mlp_chunk:
