@@ -279,26 +279,27 @@ def test_the_long_sequence_switches_move_memory_where_the_engine_puts_it():
     assert at(longest) <= budget < at(longest + 1024)
 
 
-def test_max_context_beyond_the_checked_length_says_the_answer_is_an_upper_bound(capsys):
-    """The GPU peak was measured up to 38% above prediction past 16k tokens: an answer beyond that says so."""
+def test_max_context_beyond_the_checked_length_says_the_answer_is_an_estimate(capsys):
+    """Predictions were checked on the GPU up to 352,256 tokens: an answer beyond that says so."""
     from engine.tools.predict import CHECKED_TOKENS, main
 
     assert main(["--model", "arch:tiny", "--ckpt", "--max-context", "--budget", "1GiB"]) == 0
     short = capsys.readouterr().out
-    assert "at batch 1: 1,024 tokens" in short and "upper bound" not in short
-    assert main(["--model", "arch:tiny", "--ckpt", "--chunked-loss", "--max-context", "--budget", "4GiB"]) == 0
+    assert "at batch 1: 1,024 tokens" in short and "estimate" not in short
+    assert main(["--model", "arch:tiny", "--ckpt", "--chunked-loss", "--max-context", "--budget", "32GiB"]) == 0
     long = capsys.readouterr().out
     tokens = int(long.split("at batch 1: ")[1].split(" tokens")[0].replace(",", ""))
-    assert tokens > CHECKED_TOKENS and f"beyond {CHECKED_TOKENS:,} tokens" in long and "upper bound" in long
+    assert tokens > CHECKED_TOKENS and f"beyond {CHECKED_TOKENS:,} tokens" in long and "an estimate" in long
 
 
 def test_offloaded_fused_layer_phase_terms():
     """8B shape at 131,072 tokens, offloaded activations and embeddings: the layer phase holds three layer
-    inputs (the one in use, the next, and layer 0's, as an allocator history showed), the MLP backward's
-    three intermediate-wide gradients, and either peft's fp32 copy of a hidden-wide gradient over all rows
-    or, with fused LoRA, down_proj's dx with its fp32 terms over one slice of SLICE_ROWS rows, or the three
-    gradients, whichever is larger (at one slice: 4 intermediate-wide tensors and an fp32 [N, h], as the
-    history of the unsliced backward showed)."""
+    inputs (the one in use, the next, and layer 0's, as an allocator history showed) and the gradient of
+    the layer output; then the MLP's backward: with fused LoRA down_proj's dx with its fp32 terms over one
+    slice of SLICE_ROWS rows, or, its input freed, the three gradients of SiLU(gate) * up (two more than
+    down_proj's input), whichever is larger; with peft's path the three gradients and an fp32 copy of a
+    hidden-wide one. Unsliced, the MLP's phase is larger than the norms' (which come after its saved
+    tensors are freed)."""
     from engine.features.fused_lora import SLICE_ROWS
     from engine.tools.predict import predict_for_spec
 
@@ -308,7 +309,36 @@ def test_offloaded_fused_layer_phase_terms():
     fused = predict_for_spec("arch:llama-3.1-8b", fused_lora=True, **common)["peak_terms"]
     unfused = predict_for_spec("arch:llama-3.1-8b", **common)["peak_terms"]
     assert fused["activations"] == unfused["activations"] == 3 * T * hidden * 2
-    assert fused["layer backward"] == max(3 * T * inter * 2, T * inter * 2 + SLICE_ROWS * (inter * 6 + hidden * 4))
+    assert fused["gradient of the layer output"] == unfused["gradient of the layer output"] == T * hidden * 2
+    assert fused["layer backward"] == max(2 * T * inter * 2, T * inter * 2 + SLICE_ROWS * (inter * 6 + hidden * 4))
     one_slice = predict_for_spec("arch:llama-3.1-8b", fused_lora=True, **dict(common, seq_len=SLICE_ROWS))
     assert one_slice["peak_terms"]["layer backward"] == (4 * SLICE_ROWS * inter + 2 * SLICE_ROWS * hidden) * 2
-    assert unfused["layer backward"] == (3 * T * inter + 2 * T * hidden) * 2
+    assert unfused["layer backward"] == (3 * T * inter + T * hidden) * 2
+
+
+# Peak allocated of one training step measured on one H200 (2026-12-03; Llama-3.1-8B shape, QLoRA, batch 1,
+# --ckpt --chunked-loss --expandable-segments, every position labelled; GiB). F = --fused-lora
+# --offload-activations --offload-embeddings. The 352,256-token step ran before fused LoRA formed its fp32
+# terms in slices; that change left the 131,072-token step with --mlp-chunk at the same peak (24.37 -> 24.34).
+MEASURED_PEAKS = [
+    (16_384, {}, 15.71),
+    (16_384, {"offload_activations": True}, 12.23),
+    (131_072, {"F": True}, 36.35),
+    (131_072, {"F": True, "mlp_chunk": 16_384}, 24.34),
+    (131_072, {"F": True, "fused_rmsnorm": True}, 34.35),
+    (131_072, {"F": True, "mlp_chunk": 16_384, "fused_rmsnorm": True}, 17.97),
+    (81_920, {"F": True, "mlp_chunk": 16_384, "fused_rmsnorm": True}, 13.99),
+    (352_256, {"F": True, "mlp_chunk": 16_384}, 61.81),
+]
+
+
+@pytest.mark.parametrize("seq_len, switches, measured", MEASURED_PEAKS)
+def test_predicted_peak_within_5_percent_of_the_gpu_measurement(seq_len, switches, measured):
+    from engine.tools.predict import predict_for_spec
+
+    switches = dict(switches)
+    if switches.pop("F", False):
+        switches.update(fused_lora=True, offload_activations=True, offload_embeddings=True)
+    pred = predict_for_spec("arch:llama-3.1-8b", peft="qlora", batch_size=1, seq_len=seq_len, ckpt=True,
+                            chunked_loss=True, **switches)
+    assert abs(pred["peak_allocated"] / 2**30 / measured - 1) <= 0.05

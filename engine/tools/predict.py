@@ -200,8 +200,11 @@ class _Replay:
     dropout: bool
     on_cpu: bool                 # a few kernels keep different tensors on the CPU (see below)
     fused_lora: bool = False     # --fused-lora: the layer input itself, no fp32 copy (engine/features/fused_lora.py)
+    fused_rmsnorm: bool = False  # --fused-rmsnorm: the norm's input itself and rstd (engine/features/fused_rmsnorm.py)
     saved: dict[int, _Tensor] = field(default_factory=dict)  # by id; holding the object keeps ids unique
-    mlp: int = 0                 # bytes per token the last layer's MLP saved (what --mlp-chunk slices)
+    mlp: int = 0                 # bytes per token the last layer's MLP saved, its input apart (what --mlp-chunk slices)
+    mlp_input: int = 0           # bytes per token of that MLP's input when only the MLP keeps it (a sliced MLP: whole)
+    mlp_input_unsaved: int = 0   # the same when nothing keeps it unsliced (the slices' checkpoints still do)
 
     def new(self, nbytes: int, grad: bool) -> _Tensor:
         return _Tensor(nbytes, grad)
@@ -232,7 +235,9 @@ class _Replay:
 
     def rms_norm(self, x: _Tensor, h: int) -> _Tensor:
         # x.to(fp32); x * rsqrt(mean(x^2) + eps); weight * x.to(dtype)  (transformers LlamaRMSNorm)
-        if x.grad:
+        if x.grad and self.fused_rmsnorm:
+            self.keep(x, self.new(4, True))  # x itself (alive anyway) and rstd, fp32 per row
+        elif x.grad:
             self.keep(x if self.E == 4 else self.new(4 * h, True), self.new(4, True))
         if self.full:
             self.keep(self.new(self.E * h, True))  # the weight's gradient needs the normalised x
@@ -316,6 +321,7 @@ def _llama_layer(f: _Replay, x: _Tensor, d: _Dims, padded: bool) -> _Tensor:
     o = f.linear(attn, "o_proj", q_w, h)  # else the output is (B, T, heads, d) in memory: no copy
     x = f.new(f.E * h, x.grad or o.grad)  # residual
     y = f.rms_norm(x, h)
+    y_kept_before = id(y) in f.saved
     before = f.total
     if d.family == "phi3":
         gate = up = f.linear(y, "gate_up_proj", h, 2 * d.intermediate)
@@ -323,7 +329,12 @@ def _llama_layer(f: _Replay, x: _Tensor, d: _Dims, padded: bool) -> _Tensor:
         gate, up = f.linear(y, "gate_proj", h, d.intermediate), f.linear(y, "up_proj", h, d.intermediate)
     m = f.mul(f.pointwise(gate, d.intermediate), up, d.intermediate)
     down = f.linear(m, "down_proj", d.intermediate, h)
-    f.mlp = f.total - before  # y itself was saved before (norm weight, q/k/v) or is kept as the slices' input
+    # The slices of a sliced MLP are views of y, each kept by its checkpoint: y stays whole, so it is counted
+    # apart from the MLP's own tensors.
+    y_in_mlp = not y_kept_before and id(y) in f.saved
+    f.mlp = f.total - before - (y.nbytes if y_in_mlp else 0)
+    f.mlp_input = y.nbytes if y_in_mlp else 0
+    f.mlp_input_unsaved = y.nbytes if id(y) not in f.saved else 0
     return f.new(f.E * h, x.grad or down.grad)
 
 
@@ -350,26 +361,29 @@ class ActivationPrediction:
     loss_saved: int  # bytes saved by the loss (log-probs, targets), freed when its backward has run
     loss_transient: int = 0  # the loss backward's temporaries (fp32 gradients of log-probs and logits, or a chunk's)
     layer_input: int = 0  # one layer's input [B, T, H]: what --offload-activations brings back per layer
+    mlp_saved: int = 0  # of one_layer, what the MLP keeps (its input included): freed before the layer's norms run backward
 
 
 def predict_activations(d: _Dims, *, E: int, full: bool, targets: list[str], lora_r: int, lora_dropout: float,
                         batch_size: int, seq_len: int, ckpt: bool, label_only_loss: bool,
                         label_tokens: int | None, padded: bool = False, device: str = "cuda",
                         fused_lora: bool = False, chunked_loss: bool = False,
-                        mlp_chunk: int = 0) -> ActivationPrediction:
+                        mlp_chunk: int = 0, fused_rmsnorm: bool = False) -> ActivationPrediction:
     tokens = batch_size * seq_len
     loss_rows = batch_size * (seq_len - 1)  # position t predicts t+1: the last position predicts nothing
     n_labels = loss_rows if label_tokens is None else label_tokens
     if not 0 <= n_labels <= loss_rows:
         raise ValueError(f"label_tokens must be between 0 and batch_size x (seq_len - 1) = {loss_rows}, got {n_labels}")
     f = _Replay(E=E, full=full, targets=frozenset(targets), r=lora_r, dropout=lora_dropout > 0,
-                on_cpu=torch.device(device).type == "cpu", fused_lora=fused_lora)
+                on_cpu=torch.device(device).type == "cpu", fused_lora=fused_lora, fused_rmsnorm=fused_rmsnorm)
     layer = _layer(d)
 
     # Layers, per token. Layer 0's input is the embedding output: tracked only if the embedding trains.
     x = f.new(E * d.hidden, full)
     one_layer = 0
     for index in range(d.layers):
+        if ckpt:  # a recompute starts from its saved input, counted as such: a norm keeping it adds nothing
+            f.keep(x)
         before = f.total
         x = layer(f, x, d, padded)
         if index > 0:  # layer 0 may save less (untracked input)
@@ -378,6 +392,9 @@ def predict_activations(d: _Dims, *, E: int, full: bool, targets: list[str], lor
     # are views of the norm output, saved anyway): the rest of the sequence's MLP bytes never coexist.
     sliced = mlp_chunk and seq_len > mlp_chunk and d.family != "gpt_neox"
     mlp_rest = f.mlp * (seq_len - mlp_chunk) * batch_size if sliced else 0
+    mlp_rest -= f.mlp_input_unsaved * tokens if sliced else 0  # kept whole by the slices alone
+    mlp_saved = (f.mlp * min(seq_len, mlp_chunk or seq_len) * batch_size
+                 + (f.mlp_input + (f.mlp_input_unsaved if sliced else 0)) * tokens)
     # With checkpointing each layer keeps only its input; the full set exists for one layer at a time.
     per_token = d.layers * E * d.hidden if ckpt else f.total
     rope = 0 if ckpt else 2 * seq_len * d.rotary_dim * E  # cos and sin [1, T, rotary_dim], shared by layers
@@ -414,7 +431,7 @@ def predict_activations(d: _Dims, *, E: int, full: bool, targets: list[str], lor
         loss_saved = rows * d.vocab * 4 + rows * 8 + 4 if rows else 0  # fp32 log-probs, int64 targets, total weight
         transient = 8 * rows * d.vocab  # fp32 gradients of the log-probs and the logits
     return ActivationPrediction(layers_total + tail + loss_saved, one_layer * tokens - mlp_rest, rows, loss_saved,
-                                transient, E * d.hidden * tokens)
+                                transient, E * d.hidden * tokens, mlp_saved)
 
 
 # ---- the whole step ----------------------------------------------------------------------------
@@ -426,7 +443,8 @@ def predict_memory(model_config: transformers.PretrainedConfig, *, peft: str = "
                    label_tokens: int | None = None, lora_dropout: float = 0.0, accum: int = 1,
                    device: str = "cuda", padded: bool = False, packing: bool = False, fused_lora: bool = False,
                    chunked_loss: bool = False, mlp_chunk: int = 0, offload_activations: bool = False,
-                   offload_embeddings: bool = False, cublas_workspace_mib: int | None = None) -> dict:
+                   offload_embeddings: bool = False, cublas_workspace_mib: int | None = None,
+                   fused_rmsnorm: bool = False) -> dict:
     """Predicted bytes per component (the keys of the engine's `mem` record) + `peak_allocated` and its
     `peak_terms`. `label_tokens`: loss positions per micro-batch (default: all, B x (T-1)); `device`
     decides how paged optimizers resolve ("cpu": unpaged, like the engine); `padded`: batches with padding
@@ -458,7 +476,8 @@ def predict_memory(model_config: transformers.PretrainedConfig, *, peft: str = "
     acts = predict_activations(dims, E=E, full=peft == "full", targets=targets, lora_r=lora_r,
                                lora_dropout=lora_dropout, batch_size=batch_size, seq_len=seq_len, ckpt=ckpt,
                                label_only_loss=label_only_loss, label_tokens=label_tokens, padded=padded or packing,
-                               device=device, fused_lora=fused_lora, chunked_loss=chunked_loss, mlp_chunk=mlp_chunk)
+                               device=device, fused_lora=fused_lora, chunked_loss=chunked_loss, mlp_chunk=mlp_chunk,
+                               fused_rmsnorm=fused_rmsnorm)
     # --offload-activations: every saved tensor goes to the host; backward brings back the loss's, then one
     # layer input at a time with the next one already on its way.
     on_device = 0 if offload_activations else acts.total
@@ -482,24 +501,34 @@ def predict_memory(model_config: transformers.PretrainedConfig, *, peft: str = "
     # Phase 2 (layers): the loss buffers are gone; one layer's backward temporaries, its recomputed
     # activations with ckpt, a dequantised 4-bit weight; full fine-tuning has the head's gradient by now.
     # With offloading: the layer input in use, the next on its way, and layer 0's (the embedding output),
-    # which stays referenced on the device (seen in an allocator history at 131,072 tokens). The MLP's
-    # backward holds 3 intermediate-wide gradients, and peft's LoRA path an fp32 copy of a hidden-wide
-    # gradient. --fused-lora's down_proj backward holds dx [M, I] and, over one slice of SLICE_ROWS rows,
-    # its adapter term in fp32 with its cast and the fp32 copy of g [S, h] (engine/features/fused_lora.py);
-    # the MLP's later gradients take over as the larger phase once there are several slices.
+    # which stays referenced on the device (seen in an allocator history at 131,072 tokens). Throughout a
+    # layer's backward the gradient of its output [T, h] is alive. Then two sub-phases, read from allocator
+    # histories of the 8B shape at 81,920 and 131,072 tokens (docs/memory-model.md), the larger counts:
+    # - the MLP's backward, every saved tensor alive. peft's LoRA path: 3 intermediate-wide gradients and an
+    #   fp32 copy of a hidden-wide one. --fused-lora: down_proj's dx [M, I] with, over one slice of
+    #   SLICE_ROWS rows, its adapter term in fp32, its cast and the fp32 copy of g [S, h]
+    #   (engine/features/fused_lora.py); then, down_proj's input freed, the three gradients of SiLU(gate) * up.
+    #   A sliced MLP also holds its finished slices' input gradients until the last one is made.
+    # - the post-attention norm's backward, the MLP's saved tensors freed: LlamaRMSNorm's autograd holds
+    #   five fp32 [T, h] temporaries; --fused-rmsnorm its dx and one slice's fp32 terms.
+    from engine.features.fused_lora import SLICE_ROWS
+
+    h, inter = dims.hidden, dims.intermediate
     mlp_rows = min(tokens, batch_size * (mlp_chunk or seq_len))
     if fused_lora:
-        from engine.features.fused_lora import SLICE_ROWS
-
         slice_rows = min(mlp_rows, SLICE_ROWS)
-        mlp_backward = max(3 * mlp_rows * dims.intermediate * E,
-                           mlp_rows * dims.intermediate * E
-                           + slice_rows * (dims.intermediate * (4 + E) + dims.hidden * 4))
+        mlp_backward = max(2 * mlp_rows * inter * E, mlp_rows * inter * E + slice_rows * (inter * (4 + E) + h * 4))
     else:
-        mlp_backward = (mlp_rows * 3 * dims.intermediate + tokens * 2 * dims.hidden) * E
+        mlp_backward = (mlp_rows * 3 * inter + tokens * h) * E
+    mlp_backward += (tokens - mlp_rows) * h * E
+    if fused_rmsnorm:
+        norm_backward = tokens * h * E + min(tokens, SLICE_ROWS) * h * 3 * 4
+    else:
+        norm_backward = 5 * tokens * h * 4
     layer_phase = {
         "activations": 3 * acts.layer_input if offload_activations else acts.total - acts.loss_saved,
-        "layer backward": mlp_backward,
+        "gradient of the layer output": tokens * h * E,
+        "layer backward": max(mlp_backward, norm_backward - acts.mlp_saved),
         "recomputed layer (ckpt)": acts.one_layer if ckpt else 0,
         "dequantised 4-bit weight": params.largest_4bit * E,
         "head and embedding gradients": params.outside_layers_trainable if full_single else 0,
@@ -547,8 +576,9 @@ def predict_for_spec(spec: str, **kwargs) -> dict:
     return predict_memory(model_config_for_spec(spec), **kwargs)
 
 
-# Longest sequence at which a prediction was checked within 3% on the GPU (docs/memory-model.md).
-CHECKED_TOKENS = 16_384
+# Longest sequence at which a prediction was checked on the GPU: within 5% from 16,384 to 352,256 tokens
+# of the Llama-3.1-8B shape (docs/memory-model.md).
+CHECKED_TOKENS = 352_256
 
 
 def longest_sequence_that_fits(model_config, budget: int, limit: int = 1 << 24, **kwargs) -> int:
@@ -655,6 +685,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fused-lora", action="store_true", help="train.py's --fused-lora (default: off)")
     p.add_argument("--chunked-loss", action="store_true", help="train.py's --chunked-loss (default: off)")
     p.add_argument("--mlp-chunk", type=int, default=0, help="train.py's --mlp-chunk TOKENS (default: 0, off)")
+    p.add_argument("--fused-rmsnorm", action="store_true", help="train.py's --fused-rmsnorm (default: off)")
     p.add_argument("--offload-activations", action="store_true", help="train.py's --offload-activations (default: off)")
     p.add_argument("--offload-embeddings", action="store_true", help="train.py's --offload-embeddings (default: off)")
     p.add_argument("--cublas-workspace-mib", type=int, default=None, help="train.py's --cublas-workspace-mib (default: PyTorch's size)")
@@ -683,7 +714,7 @@ def predict_command(args: argparse.Namespace) -> int:
                   lora_dropout=args.lora_dropout, accum=args.accum, device=args.device, packing=args.packing,
                   fused_lora=args.fused_lora, chunked_loss=args.chunked_loss, mlp_chunk=args.mlp_chunk,
                   offload_activations=args.offload_activations, offload_embeddings=args.offload_embeddings,
-                  cublas_workspace_mib=args.cublas_workspace_mib)
+                  cublas_workspace_mib=args.cublas_workspace_mib, fused_rmsnorm=args.fused_rmsnorm)
     if args.max_context and budget is None:
         raise ValueError("--max-context needs --budget (e.g. --budget 80GiB)")
     if args.mlp_chunk < 0:
@@ -709,8 +740,8 @@ def predict_command(args: argparse.Namespace) -> int:
             print(f"longest sequence that fits in {args.budget} at batch 1: {longest:,} tokens"
                   + (f" (with {gib(host)} GiB of pinned host memory)" if host else ""))
             if longest > CHECKED_TOKENS:
-                print(f"  beyond {CHECKED_TOKENS:,} tokens the measured GPU peak has exceeded the prediction "
-                      "(docs/memory-model.md): treat this as an upper bound")
+                print(f"  beyond {CHECKED_TOKENS:,} tokens no GPU measurement has checked the prediction "
+                      "(docs/memory-model.md): treat this as an estimate")
     return 0
 
 
