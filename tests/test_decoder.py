@@ -188,7 +188,7 @@ def test_cuda_graph_decoder_agrees_with_the_4bit_model_in_bf16(spec):
     prompts = _prompts(seed=11, count=16, shared=40)
     with inference_mode(model):
         reference = greedy_decode(model, prompts, pad_token_id=2, stop_ids=[], max_new_tokens=32)
-        decoder = StaticDecoder(model, batch_size=16, max_len=200, pad_token_id=2, stop_ids=[])
+        decoder = StaticDecoder(model, batch_size=16, max_len=200, pad_token_id=2, stop_ids=[], lora="fp32")
         assert decoder.graphs
         decoded = decoder.decode(prompts, max_new_tokens=32)
         again = decoder.decode(prompts, max_new_tokens=32)  # graph replay from a reset state

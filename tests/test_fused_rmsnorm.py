@@ -9,7 +9,7 @@ from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 import engine.features.fused_lora as fl
 from engine.config import TrainConfig
-from engine.features.fused_rmsnorm import FusedRMSNorm, RMSNormFunction, fused_rmsnorm_layers
+from engine.features.fused_rmsnorm import RMSNormFunction, fused_rmsnorm_layers, is_llama_rmsnorm
 from engine.loss import CausalLMLoss
 from engine.memory import ActivationCounter
 from engine.step import enable_gradient_checkpointing, training_step
@@ -36,7 +36,9 @@ def test_forward_is_llama_rmsnorm_bit_for_bit_and_backward_its_gradients(monkeyp
     y_ref = norm(x_ref)
     y_ref.backward(g)
     dw_ref, norm.weight.grad = norm.weight.grad.clone(), None
-    y = FusedRMSNorm(norm)(x_ours)
+    with fused_rmsnorm_layers(norm) as count:
+        y = norm(x_ours)
+    assert count == 1 and "forward" not in vars(norm)
     y.backward(g)
     assert y.dtype == y_ref.dtype and torch.equal(y, y_ref)
     if dtype == torch.float32:  # fp32 throughout: summation order only
@@ -52,10 +54,10 @@ def test_in_bf16_it_keeps_the_input_and_one_fp32_number_per_row():
     norm, x = _norm(torch.bfloat16)
     x.requires_grad_()
     counts = []
-    for module in (norm, FusedRMSNorm(norm)):
-        counter = ActivationCounter(module)
-        with counter.count():
-            module(x)
+    for fused in (False, True):
+        counter = ActivationCounter(norm)
+        with counter.count(), fused_rmsnorm_layers(norm if fused else torch.nn.Module()):
+            norm(x)
         counts.append(counter.last)
     rows, hidden = 2 * 37, 64
     assert counts[1] == rows * hidden * 2 + rows * 4  # x itself (bf16) and rstd (fp32)
@@ -86,7 +88,9 @@ def test_a_checkpointed_qlora_step_gives_the_same_loss_and_gradients():
     assert torch.equal(loss_f, loss)  # the forward is the same bits
     for name, grad in grads.items():
         assert (grads_f[name] - grad).norm() <= 1e-5 * grad.norm(), name
-    assert not any(isinstance(m, FusedRMSNorm) for m in model.modules())  # put back after the block
+    norms = [m for m in model.modules() if is_llama_rmsnorm(m)]
+    assert len(norms) == 2 * model.config.num_hidden_layers + 1
+    assert not any("forward" in vars(m) for m in norms)  # the class's forward again after the block
 
 
 def test_norm_weight_gradient_when_it_trains():
@@ -95,3 +99,13 @@ def test_norm_weight_gradient_when_it_trains():
     out.sum().backward()
     expected = (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5)).sum((0, 1))
     assert torch.allclose(norm.weight.grad, expected, rtol=1e-5)
+
+
+def test_a_model_without_llama_rmsnorm_is_refused_in_one_line():
+    from engine.config import ConfigError
+    from engine.features.switches import training_switches
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+    with pytest.raises(ConfigError, match="--fused-rmsnorm: this model has no RMSNorm"):
+        with training_switches(TrainConfig(fused_rmsnorm=True), model, torch.device("cpu"), say=lambda _: None):
+            pass

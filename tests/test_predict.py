@@ -115,6 +115,21 @@ def test_activations_match_the_counter(peft, label_only, ckpt):
     assert predicted["activations"] == measured
 
 
+@pytest.mark.parametrize("peft,ckpt", [("qlora", False), ("full", False), ("full", True)])
+def test_activations_match_the_counter_with_fused_rmsnorm(peft, ckpt):
+    """--fused-rmsnorm keeps each norm's input and rstd; the weight's gradient needs no saved normalised x."""
+    from engine.features.fused_rmsnorm import fused_rmsnorm_layers
+
+    model = load_model("arch:tiny", peft=peft, compute_dtype=torch.float32, device=CPU)
+    batch = dummy_batch(2, 40, 49152, labelled_from=15)
+    with fused_rmsnorm_layers(model):
+        measured = count_activations(model, batch, ckpt=ckpt, label_only=True)
+    predicted = predict_for_spec("arch:tiny", peft=peft, compute_dtype=torch.float32, batch_size=2, seq_len=40,
+                                 ckpt=ckpt, label_tokens=label_count(batch), device="cpu", optim="adamw",
+                                 fused_rmsnorm=True)
+    assert predicted["activations"] == measured
+
+
 def tiny_shaped(preset: str) -> transformers.PretrainedConfig:
     """A preset's architecture (GPT-NeoX, Phi-3, Qwen2) at tiny width, for fast real models."""
     kwargs = dict(PRESETS[preset])

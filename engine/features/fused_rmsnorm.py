@@ -8,13 +8,15 @@ as five operations, and autograd keeps the fp32 copy of x for backward (twice th
 while backward forms the fp32 gradients of each step over the whole [tokens, hidden] tensor, several
 alive at once. At long sequences this is what bounds a checkpointed layer's recompute once the MLP is
 sliced (--mlp-chunk): an allocator history of the Llama-3.1-8B shape at 131,072 tokens peaked in the
-post-attention norm's backward with 11 GiB of such fp32 temporaries beside the 4 GiB its two norms kept.
+post-attention norm's backward with five such fp32 [tokens, hidden] temporaries (10 GiB) beside the 4 GiB
+of fp32 copies its two norms kept.
 
 `RMSNormFunction` computes the same forward (the same operations, row slice by row slice, so the output
-is the same bits) and keeps x itself (already alive: the layer input, or the residual the next add
-needs) and rstd = rsqrt(mean(x^2) + eps), fp32 [tokens]. Its backward, over SLICE_ROWS rows at a time,
+is the same bits) and keeps x itself (in x's dtype: for the input norm of a checkpointed layer that is
+the layer input, kept anyway) and rstd = rsqrt(mean(x^2) + eps), fp32 [tokens]. Its backward, over
+SLICE_ROWS rows at a time,
 
-    x^ = x * rstd;  gh = (g * weight).to(fp32)
+    x^ = x * rstd;  gh = (g * weight), rounded to x's dtype as autograd does, in fp32
     dx = rstd * (gh - x^ * mean(gh * x^))            dweight = sum over rows of g * x^.to(x.dtype)
 
 so the fp32 working set is one slice's. Same gradients up to the order of float additions
@@ -23,7 +25,9 @@ so the fp32 working set is one slice's. Same gradients up to the order of float 
 
 from __future__ import annotations
 
+import functools
 import inspect
+import types
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -67,17 +71,12 @@ class RMSNormFunction(torch.autograd.Function):
                 None if dweight is None else dweight.to(weight.dtype), None)
 
 
-class FusedRMSNorm(nn.Module):
-    """`norm` (a LlamaRMSNorm) computed by RMSNormFunction; its weight stays the original parameter."""
-
-    def __init__(self, norm: nn.Module):
-        super().__init__()
-        self.norm = norm
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return RMSNormFunction.apply(x, self.norm.weight, self.norm.variance_epsilon)
+def fused_forward(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A LlamaRMSNorm's forward through RMSNormFunction (bound to each norm as its `forward`)."""
+    return RMSNormFunction.apply(x, norm.weight, norm.variance_epsilon)
 
 
+@functools.cache
 def _llama_forward_source() -> str:
     from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
@@ -97,16 +96,14 @@ def is_llama_rmsnorm(module: nn.Module) -> bool:
 
 @contextmanager
 def fused_rmsnorm_layers(model: nn.Module) -> Iterator[int]:
-    """Every LlamaRMSNorm of `model` computed by RMSNormFunction inside the block; yields how many, puts the
-    originals back after."""
-    swapped = []
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if is_llama_rmsnorm(child):
-                setattr(parent, name, FusedRMSNorm(child))
-                swapped.append((parent, name, child))
+    """Every LlamaRMSNorm of `model` computed by RMSNormFunction inside the block; yields how many. Each norm's
+    `forward` is replaced on the instance, so names, parameters and attributes (`weight`, which evaluation's
+    decoder reads mid-training) stay as they are; the class's forward comes back after."""
+    norms = [m for m in model.modules() if is_llama_rmsnorm(m)]
+    for norm in norms:
+        norm.forward = types.MethodType(fused_forward, norm)
     try:
-        yield len(swapped)
+        yield len(norms)
     finally:
-        for parent, name, child in swapped:
-            setattr(parent, name, child)
+        for norm in norms:
+            del norm.forward

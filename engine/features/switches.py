@@ -64,8 +64,11 @@ def training_switches(cfg: TrainConfig, model: torch.nn.Module, device: torch.de
     with ExitStack() as stack:
         if cfg.fused_lora:
             say(f"fused LoRA: {stack.enter_context(fused_lora_layers(model))} layers run as one autograd node each")
-        if cfg.fused_rmsnorm:  # before --compile-layers, which compiles the layers as they are then
-            say(f"fused RMSNorm: {stack.enter_context(fused_rmsnorm_layers(model))} norms run as one autograd node each")
+        if cfg.fused_rmsnorm:
+            norms = stack.enter_context(fused_rmsnorm_layers(model))
+            if not norms:
+                raise ConfigError("--fused-rmsnorm: this model has no RMSNorm computed as LlamaRMSNorm's")
+            say(f"fused RMSNorm: {norms} norms run as one autograd node each")
         if cfg.compile_layers:
             stack.enter_context(compiled_decoder_layers(model))
         if cfg.mlp_chunk:

@@ -239,7 +239,7 @@ class _Replay:
             self.keep(x, self.new(4, True))  # x itself (alive anyway) and rstd, fp32 per row
         elif x.grad:
             self.keep(x if self.E == 4 else self.new(4 * h, True), self.new(4, True))
-        if self.full:
+        if self.full and not self.fused_rmsnorm:  # RMSNormFunction recomputes it from x and rstd
             self.keep(self.new(self.E * h, True))  # the weight's gradient needs the normalised x
         return self.new(self.E * h, x.grad or self.full)
 
@@ -321,7 +321,6 @@ def _llama_layer(f: _Replay, x: _Tensor, d: _Dims, padded: bool) -> _Tensor:
     o = f.linear(attn, "o_proj", q_w, h)  # else the output is (B, T, heads, d) in memory: no copy
     x = f.new(f.E * h, x.grad or o.grad)  # residual
     y = f.rms_norm(x, h)
-    y_kept_before = id(y) in f.saved
     before = f.total
     if d.family == "phi3":
         gate = up = f.linear(y, "gate_up_proj", h, 2 * d.intermediate)
@@ -331,7 +330,7 @@ def _llama_layer(f: _Replay, x: _Tensor, d: _Dims, padded: bool) -> _Tensor:
     down = f.linear(m, "down_proj", d.intermediate, h)
     # The slices of a sliced MLP are views of y, each kept by its checkpoint: y stays whole, so it is counted
     # apart from the MLP's own tensors.
-    y_in_mlp = not y_kept_before and id(y) in f.saved
+    y_in_mlp = id(y) in f.saved
     f.mlp = f.total - before - (y.nbytes if y_in_mlp else 0)
     f.mlp_input = y.nbytes if y_in_mlp else 0
     f.mlp_input_unsaved = y.nbytes if id(y) not in f.saved else 0
@@ -389,7 +388,7 @@ def predict_activations(d: _Dims, *, E: int, full: bool, targets: list[str], lor
         if index > 0:  # layer 0 may save less (untracked input)
             one_layer = max(one_layer, f.total - before)
     # --mlp-chunk: the MLP keeps its tensors for one slice of the sequence at a time (its slices' inputs
-    # are views of the norm output, saved anyway): the rest of the sequence's MLP bytes never coexist.
+    # are views of the norm output, which stays whole): the rest of the sequence's MLP bytes never coexist.
     sliced = mlp_chunk and seq_len > mlp_chunk and d.family != "gpt_neox"
     mlp_rest = f.mlp * (seq_len - mlp_chunk) * batch_size if sliced else 0
     mlp_rest -= f.mlp_input_unsaved * tokens if sliced else 0  # kept whole by the slices alone
@@ -504,13 +503,14 @@ def predict_memory(model_config: transformers.PretrainedConfig, *, peft: str = "
     # which stays referenced on the device (seen in an allocator history at 131,072 tokens). Throughout a
     # layer's backward the gradient of its output [T, h] is alive. Then two sub-phases, read from allocator
     # histories of the 8B shape at 81,920 and 131,072 tokens (docs/memory-model.md), the larger counts:
-    # - the MLP's backward, every saved tensor alive. peft's LoRA path: 3 intermediate-wide gradients and an
-    #   fp32 copy of a hidden-wide one. --fused-lora: down_proj's dx [M, I] with, over one slice of
+    # - the MLP's backward, every saved tensor alive. peft's LoRA path: 3 intermediate-wide gradients and a
+    #   hidden-wide one (with the layer output's, the fp32 copy of a hidden-wide gradient). --fused-lora: down_proj's dx [M, I] with, over one slice of
     #   SLICE_ROWS rows, its adapter term in fp32, its cast and the fp32 copy of g [S, h]
     #   (engine/features/fused_lora.py); then, down_proj's input freed, the three gradients of SiLU(gate) * up.
     #   A sliced MLP also holds its finished slices' input gradients until the last one is made.
     # - the post-attention norm's backward, the MLP's saved tensors freed: LlamaRMSNorm's autograd holds
-    #   five fp32 [T, h] temporaries; --fused-rmsnorm its dx and one slice's fp32 terms.
+    #   five fp32 [T, h] temporaries; --fused-rmsnorm its dx and one slice's fp32 terms (GPT-NeoX's
+    #   LayerNorm is one fused kernel: no such phase).
     from engine.features.fused_lora import SLICE_ROWS
 
     h, inter = dims.hidden, dims.intermediate
@@ -521,7 +521,9 @@ def predict_memory(model_config: transformers.PretrainedConfig, *, peft: str = "
     else:
         mlp_backward = (mlp_rows * 3 * inter + tokens * h) * E
     mlp_backward += (tokens - mlp_rows) * h * E
-    if fused_rmsnorm:
+    if dims.family == "gpt_neox":
+        norm_backward = 0
+    elif fused_rmsnorm:
         norm_backward = tokens * h * E + min(tokens, SLICE_ROWS) * h * 3 * 4
     else:
         norm_backward = 5 * tokens * h * 4
