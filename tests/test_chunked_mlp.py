@@ -44,10 +44,31 @@ def test_sliced_mlp_gives_the_same_loss_and_gradients_and_saves_less():
     loss_c, grads_c, saved_c, model = _step(7, ckpt=False)
     _assert_same(loss, grads, loss_c, grads_c)
     assert saved_c < saved  # the MLP's [T, intermediate] tensors are no longer kept
-    assert all(type(layer.mlp).__name__ != "SequenceChunkedMLP" for layer in model.base_model.model.model.layers)
+    assert all("forward" not in vars(layer.mlp) for layer in model.base_model.model.model.layers)
 
 
 def test_sliced_mlp_under_layer_checkpointing_gives_the_same_gradients():
     loss, grads, _, _ = _step(0, ckpt=True)
     loss_c, grads_c, _, _ = _step(5, ckpt=True)
     _assert_same(loss, grads, loss_c, grads_c)
+
+
+def test_evaluation_mid_training_reads_the_switched_model():
+    """--mlp-chunk and --fused-rmsnorm replace forwards on the instances: evaluation's decoder, which reads
+    the projections and norm weights of the model being trained, decodes as without them."""
+    from engine.features.fused_rmsnorm import fused_rmsnorm_layers
+    from eval.decoder import StaticDecoder
+
+    model = tiny_model(peft="qlora").eval()
+    perturb_lora_b(model)
+    prompts = [[1, 5, 9, 200, 31, 7], [4, 40, 400]]
+
+    def decode():
+        decoder = StaticDecoder(model, batch_size=2, max_len=16, pad_token_id=2, stop_ids=[])
+        return decoder.decode(prompts, max_new_tokens=5)
+
+    with torch.inference_mode():
+        expected = decode()
+        with chunked_mlp_layers(model, 2), fused_rmsnorm_layers(model):
+            switched = decode()
+    assert switched == expected and len(expected[0]) == 5

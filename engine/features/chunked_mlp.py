@@ -12,6 +12,7 @@ M may pick another kernel): tests/test_chunked_mlp.py.
 
 from __future__ import annotations
 
+import types
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -22,31 +23,27 @@ from torch.utils.checkpoint import checkpoint
 from engine.features.compile import decoder_layers
 
 
-class SequenceChunkedMLP(nn.Module):
-    """`mlp` applied to slices of `chunk` positions; a sequence that fits one slice runs as before."""
-
-    def __init__(self, mlp: nn.Module, chunk: int):
-        super().__init__()
-        self.mlp, self.chunk = mlp, chunk
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] <= self.chunk:
-            return self.mlp(x)
-        if not torch.is_grad_enabled():
-            return torch.cat([self.mlp(piece) for piece in x.split(self.chunk, dim=1)], dim=1)
-        return torch.cat([checkpoint(self.mlp, piece, use_reentrant=False) for piece in x.split(self.chunk, dim=1)],
-                         dim=1)
+def sliced_forward(mlp: nn.Module, chunk: int, x: torch.Tensor) -> torch.Tensor:
+    """`mlp`'s own forward applied to slices of `chunk` positions; a sequence that fits one slice runs as
+    before."""
+    forward = type(mlp).forward.__get__(mlp)  # the class's forward: the instance's is this function
+    if x.shape[1] <= chunk:
+        return forward(x)
+    if not torch.is_grad_enabled():
+        return torch.cat([forward(piece) for piece in x.split(chunk, dim=1)], dim=1)
+    return torch.cat([checkpoint(forward, piece, use_reentrant=False) for piece in x.split(chunk, dim=1)], dim=1)
 
 
 @contextmanager
 def chunked_mlp_layers(model: nn.Module, chunk: int) -> Iterator[int]:
-    """Every decoder layer's `mlp` wrapped for the block; yields how many, puts them back after."""
-    layers = decoder_layers(model)
-    originals = [layer.mlp for layer in layers]
-    for layer in layers:
-        layer.mlp = SequenceChunkedMLP(layer.mlp, chunk)
+    """Every decoder layer's `mlp` sliced inside the block; yields how many. The MLP's `forward` is replaced
+    on the instance, so its names, parameters and projections (which evaluation's decoder reads
+    mid-training) stay as they are; the class's forward comes back after."""
+    mlps = [layer.mlp for layer in decoder_layers(model)]
+    for mlp in mlps:
+        mlp.forward = types.MethodType(lambda self, x: sliced_forward(self, chunk, x), mlp)
     try:
-        yield len(layers)
+        yield len(mlps)
     finally:
-        for layer, mlp in zip(layers, originals):
-            layer.mlp = mlp
+        for mlp in mlps:
+            del mlp.forward
