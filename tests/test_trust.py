@@ -186,9 +186,12 @@ def test_ctrl_c_is_one_line_and_exit_130(chat_file, tmp_path):
 
     out = tmp_path / "run"
     root = Path(__file__).resolve().parents[1]
+    # A shell's background job (`cmd &`) starts with SIGINT ignored, and an ignored signal stays ignored in
+    # its children: Ctrl-C's default comes back in the child, as a terminal would deliver it.
     proc = subprocess.Popen([sys.executable, str(root / "train.py"), *chats(chat_file, out)[:6], "--max-steps", "100000",
                              "--save-every", "2", "--out", str(out)], cwd=root, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     while not (out / "checkpoint-2").is_dir() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
