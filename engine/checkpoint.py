@@ -54,15 +54,24 @@ def _save_failed(what: str, run_dir: Path, error: OSError) -> SaveFailed:
     return SaveFailed(f"could not write {what} in {run_dir} ({error.strerror or error}); {then}")
 
 
+def save_peft_adapter(model: torch.nn.Module, directory: Path) -> None:
+    """The adapter alone. The vocabulary is never resized here, so the embedding layers are not saved;
+    peft's default ("auto") looks the base's config up on the hub to find out, and warns twice offline."""
+    model.save_pretrained(directory, save_embedding_layers=False)
+
+
 def save_adapter(model: torch.nn.Module, path: Path, tokenizer=None) -> Path:
     """PEFT format (adapter_config.json + adapter_model.safetensors), loadable by
     `PeftModel.from_pretrained(base, path)`. With --peft full the whole model is saved instead, with
     `tokenizer` beside it: a model directory that loads on its own (`eval.evaluate --model path`)."""
     try:
         with atomic_directory(path) as tmp:
-            model.save_pretrained(tmp)
-            if tokenizer is not None and not hasattr(model, "peft_config"):
-                tokenizer.save_pretrained(tmp)
+            if hasattr(model, "peft_config"):
+                save_peft_adapter(model, tmp)
+            else:
+                model.save_pretrained(tmp)
+                if tokenizer is not None:
+                    tokenizer.save_pretrained(tmp)
     except OSError as error:
         raise _save_failed(path.name, path.parent, error) from None
     return path
@@ -97,7 +106,7 @@ def _write_checkpoint(path: Path, model, optimizer, scheduler, state: TrainState
     with atomic_directory(path) as tmp:
         save_file(trainable_state_dict(model), str(tmp / "trainable.safetensors"))
         if is_peft:  # the adapter too, so any checkpoint can be evaluated like the final one
-            model.save_pretrained(tmp / "adapter")
+            save_peft_adapter(model, tmp / "adapter")
         # The config rides along with the state it belongs to: a config.json copied in from another run is caught.
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "rng": rng_state(), "train_state": asdict(state), "config": config}, tmp / "training_state.pt")

@@ -135,3 +135,20 @@ def test_the_bundled_models_adapter_names_its_hub_id_and_loads_over_the_bundled_
     scope = run_snippet(run, base=str(bundled_model_dir()))
     ours, _, _ = load_for_eval(None, run / "adapter", compute_dtype=torch.float32, device="cpu")
     torch.testing.assert_close(logits(scope["model"]), logits(ours), rtol=0, atol=1e-5)
+
+
+def test_saving_an_adapter_asks_no_hub(tmp_path):
+    """peft's default would look the base's config up on the hub (its vocabulary check) and warn when
+    offline; our adapters never resize the vocabulary, so nothing is looked up and nothing is printed."""
+    import warnings
+
+    from engine.checkpoint import save_adapter
+
+    model = load_model("arch:tiny", peft="qlora", compute_dtype=torch.float32, device=torch.device("cpu"))
+    model.peft_config["default"].base_model_name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        save_adapter(model, tmp_path / "adapter")
+    saved = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert saved["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").stat().st_size > 0

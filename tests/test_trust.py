@@ -390,3 +390,14 @@ def test_a_hub_id_is_read_from_the_local_cache_and_a_missing_one_fails_at_once(c
     assert missing.stderr.strip().splitlines()[-1] == (
         "error: --model 'owner/absent' is not in the local Hugging Face cache: download it where there is network "
         "(hf download owner/absent), or pass a local model directory")
+
+
+def test_a_missing_data_file_is_one_line_before_any_work(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_script.main(["--model", "arch:tiny", "--data", str(tmp_path / "nope.jsonl"), "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == f"error: data file not found: {tmp_path / 'nope.jsonl'}"
+    assert captured.out == "" and not out.exists()  # no model loaded, no run directory
+    (tmp_path / "spider").mkdir()
+    assert train_script.main(["--model", "arch:tiny", "--data", str(tmp_path / "spider"), "--split", "dev"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: data file not found: {tmp_path / 'spider' / 'dev.json'}"
