@@ -52,6 +52,7 @@ def run(cfg: TrainConfig, observers: list[StepObserver] = (), console: ConsoleLo
     # Config and launch. A resumed run takes its saved config, so model, data order and schedule match.
     # Under torchrun every rank runs this same script; rank 0 alone prints and writes.
     cfg, resume_from = resume_config(cfg)
+    cfg.check_files()  # bad input ends here, before the run directory and the model exist
     dist = launch_environment()
     device = init_distributed(dist, resolve_device(cfg.device), cfg.dist_timeout)
     say = dist.print

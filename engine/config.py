@@ -300,17 +300,24 @@ class TrainConfig:
              "validation needs examples the model does not train on")
         need(not (self.eval_ex and self.offload_embeddings), "--eval-ex generates with the LM head on the device: "
              "it cannot run beside --offload-embeddings (validation loss can: drop --eval-ex)")
-        # Before the model loads: a missing file is bad input, found before any work.
-        if self.data != "bundled" and not self.data.startswith(("dummy:", "synthetic:")):
-            path = Path(self.data) / f"{self.split}.json" if Path(self.data).is_dir() else Path(self.data)
-            need(path.is_file(), f"data file not found: {path}")
-        if self.val_data and self.val_data != "bundled" and not self.val_data.startswith(("dummy:", "synthetic:")):
-            need(Path(self.val_data).exists(), f"data file not found: {self.val_data} (--val-data)")
         need(self.data != "bundled" or not (self.db_dir or self.tables),
              "--db-dir and --tables apply to Spider files; the bundled benchmark has its own")
         need(self.schema or not self.tables, "--no-schema leaves the schema out of the prompts: --tables would not be read")
         need(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
              f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+    def check_files(self) -> None:
+        """The data files named exist: checked when a run starts, before its directory and its model (a
+        configuration can be parsed and inspected without them)."""
+        def generated(source: str) -> bool:
+            return source == "bundled" or source.startswith(("dummy:", "synthetic:"))
+
+        if not generated(self.data):
+            path = Path(self.data) / f"{self.split}.json" if Path(self.data).is_dir() else Path(self.data)
+            if not path.is_file():
+                raise ConfigError(f"data file not found: {path}")
+        if self.val_data and not generated(self.val_data) and not Path(self.val_data).exists():
+            raise ConfigError(f"data file not found: {self.val_data} (--val-data)")
 
     def check_watching(self) -> None:
         """What validation and checkpointing need from the rest of the configuration."""
