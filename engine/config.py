@@ -31,6 +31,10 @@ def _is_split(name: str) -> bool:
     return name in BENCHMARK_SPLITS or name in SPLIT_ALIASES
 
 
+def _is_random_ids(source: str) -> bool:
+    return source.startswith(("dummy:", "synthetic:"))
+
+
 REPORT_TO = ("none", "tensorboard")  # train.py --report-to
 
 
@@ -257,7 +261,7 @@ class TrainConfig:
         need(self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
         need(self.max_length >= 16, f"--max-length must be >= 16, got {self.max_length}")
         need(self.sample_rows >= 0, f"--sample-rows must be >= 0, got {self.sample_rows}")
-        need(not self.sample_rows or not self.data.startswith(("dummy:", "synthetic:")),
+        need(not self.sample_rows or not _is_random_ids(self.data),
              f"--sample-rows shows database rows in text-to-SQL prompts: {self.data} has none")
         need(math.isfinite(self.lr) and self.lr > 0, f"--lr must be a positive number, got {self.lr}")
         need(self.warmup >= 0 and (self.warmup < 1 or self.warmup == int(self.warmup)),
@@ -312,7 +316,7 @@ class TrainConfig:
         """The data files named exist: checked when a run starts, before its directory and its model (a
         configuration can be parsed and inspected without them)."""
         def generated(source: str) -> bool:
-            return source == "bundled" or source.startswith(("dummy:", "synthetic:"))
+            return source == "bundled" or _is_random_ids(source)
 
         if not generated(self.data):
             path = Path(self.data) / f"{self.split}.json" if Path(self.data).is_dir() else Path(self.data)

@@ -48,7 +48,7 @@ class RMSNormFunction(torch.autograd.Function):
         for rows in row_slices(x2.shape[0]):
             h = x2[rows].to(torch.float32)
             r = torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
-            y[rows] = weight * (h * r).to(x.dtype)  # LlamaRMSNorm's operations, in its order
+            torch.mul(weight, (h * r).to(x.dtype), out=y[rows])  # LlamaRMSNorm's operations, in its order
             rstd[rows] = r.squeeze(-1)
         ctx.save_for_backward(x, weight, rstd)
         return y.view(*x.shape[:-1], y.shape[-1])
