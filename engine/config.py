@@ -111,7 +111,7 @@ class TrainConfig:
     group_by_length: bool = False
     """Batch examples of similar length together (less padding, less compute per step). In text-to-SQL the schema
     sets the length, so length groups lean towards one database's questions: the batches mix 32-token length
-    buckets in shuffled order, and the README says what it cost held-out accuracy where measured."""
+    buckets in shuffled order; the README gives held-out accuracy with and without it."""
     packing: bool = False
     """Concatenate examples into rows of up to --max-length tokens (data/batching.py): almost no padding;
     positions restart at each example and attention never crosses from one example into another."""
