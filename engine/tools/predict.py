@@ -205,6 +205,7 @@ class _Replay:
     mlp: int = 0                 # bytes per token the last layer's MLP saved, its input apart (what --mlp-chunk slices)
     mlp_input: int = 0           # bytes per token of that MLP's input when only the MLP keeps it (a sliced MLP: whole)
     mlp_input_unsaved: int = 0   # the same when nothing keeps it unsliced (the slices' checkpoints still do)
+    attention: int = 0           # bytes per token the last layer saved from its input norm through o_proj
 
     def new(self, nbytes: int, grad: bool) -> _Tensor:
         return _Tensor(nbytes, grad)
@@ -307,6 +308,7 @@ def model_dims(config: transformers.PretrainedConfig) -> _Dims:
 
 def _llama_layer(f: _Replay, x: _Tensor, d: _Dims, padded: bool) -> _Tensor:
     h, q_w, kv_w = d.hidden, d.heads * d.head_dim, d.kv_heads * d.head_dim
+    start = f.total
     y = f.rms_norm(x, h)
     if d.family == "phi3":  # fused qkv_proj: q, k, v are views of one output
         q = k = v = f.linear(y, "qkv_proj", h, q_w + 2 * kv_w)
@@ -319,6 +321,7 @@ def _llama_layer(f: _Replay, x: _Tensor, d: _Dims, padded: bool) -> _Tensor:
     if d.family == "phi3":  # q is a strided view of the fused output: the attention output comes back
         attn = f.new(f.E * q_w, attn.grad)  # (B, heads, T, d) in memory and o_proj gets a copy
     o = f.linear(attn, "o_proj", q_w, h)  # else the output is (B, T, heads, d) in memory: no copy
+    f.attention = f.total - start
     x = f.new(f.E * h, x.grad or o.grad)  # residual
     y = f.rms_norm(x, h)
     before = f.total
@@ -361,6 +364,7 @@ class ActivationPrediction:
     loss_transient: int = 0  # the loss backward's temporaries (fp32 gradients of log-probs and logits, or a chunk's)
     layer_input: int = 0  # one layer's input [B, T, H]: what --offload-activations brings back per layer
     mlp_saved: int = 0  # of one_layer, what the MLP keeps (its input included): freed before the layer's norms run backward
+    attention_saved: int = 0  # of one_layer, what the input norm and attention keep: alive through attention's backward
 
 
 def predict_activations(d: _Dims, *, E: int, full: bool, targets: list[str], lora_r: int, lora_dropout: float,
@@ -430,7 +434,7 @@ def predict_activations(d: _Dims, *, E: int, full: bool, targets: list[str], lor
         loss_saved = rows * d.vocab * 4 + rows * 8 + 4 if rows else 0  # fp32 log-probs, int64 targets, total weight
         transient = 8 * rows * d.vocab  # fp32 gradients of the log-probs and the logits
     return ActivationPrediction(layers_total + tail + loss_saved, one_layer * tokens - mlp_rest, rows, loss_saved,
-                                transient, E * d.hidden * tokens, mlp_saved)
+                                transient, E * d.hidden * tokens, mlp_saved, f.attention * tokens)
 
 
 # ---- the whole step ----------------------------------------------------------------------------
@@ -511,6 +515,11 @@ def predict_memory(model_config: transformers.PretrainedConfig, *, peft: str = "
     # - the post-attention norm's backward, the MLP's saved tensors freed: LlamaRMSNorm's autograd holds
     #   five fp32 [T, h] temporaries; --fused-rmsnorm its dx and one slice's fp32 terms (GPT-NeoX's
     #   LayerNorm is one fused kernel: no such phase).
+    # - attention's backward, the MLP's and the post-attention norm's saved tensors freed (an allocator
+    #   history at 196,608 tokens on an H100; Llama-like families): the gradient of the residual stream
+    #   inside the layer beside the layer output's, o_proj's dx, and SDPA's backward (cuDNN's kernel, the
+    #   default on H100 and H200): dq, dk, dv and a workspace of two fp32 [T, heads x head_dim] buffers
+    #   (measured: 5.52 layer inputs at 131,072 to 352,256 tokens; the flash kernel takes as much).
     from engine.features.fused_lora import SLICE_ROWS
 
     h, inter = dims.hidden, dims.intermediate
@@ -527,10 +536,15 @@ def predict_memory(model_config: transformers.PretrainedConfig, *, peft: str = "
         norm_backward = tokens * h * E + min(tokens, SLICE_ROWS) * h * 3 * 4
     else:
         norm_backward = 5 * tokens * h * 4
+    q_w, kv_w = dims.heads * dims.head_dim, dims.kv_heads * dims.head_dim
+    attention_backward = 0
+    if dims.family != "gpt_neox":
+        sdpa_backward = tokens * ((q_w + 2 * kv_w) * E + 8 * q_w + 4 * dims.heads)
+        attention_backward = tokens * (h + q_w) * E + sdpa_backward - (acts.one_layer - acts.attention_saved)
     layer_phase = {
         "activations": 3 * acts.layer_input if offload_activations else acts.total - acts.loss_saved,
         "gradient of the layer output": tokens * h * E,
-        "layer backward": max(mlp_backward, norm_backward - acts.mlp_saved),
+        "layer backward": max(mlp_backward, norm_backward - acts.mlp_saved, attention_backward),
         "recomputed layer (ckpt)": acts.one_layer if ckpt else 0,
         "dequantised 4-bit weight": params.largest_4bit * E,
         "head and embedding gradients": params.outside_layers_trainable if full_single else 0,
@@ -578,8 +592,8 @@ def predict_for_spec(spec: str, **kwargs) -> dict:
     return predict_memory(model_config_for_spec(spec), **kwargs)
 
 
-# Longest sequence at which a prediction was checked on the GPU: within 5% from 16,384 to 352,256 tokens
-# of the Llama-3.1-8B shape (docs/memory-model.md).
+# Longest sequence at which a prediction was checked on the GPU: from 16,384 to 352,256 tokens of the
+# Llama-3.1-8B shape, within 5% of nine measured peaks and 6% of the other two (docs/memory-model.md).
 CHECKED_TOKENS = 352_256
 
 
