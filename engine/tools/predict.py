@@ -286,6 +286,11 @@ class _Dims:
     rotary_dim: int
     vocab: int
 
+    @property
+    def widths(self) -> tuple[int, int]:
+        """q's and each of k's and v's width: heads x head_dim, kv_heads x head_dim."""
+        return self.heads * self.head_dim, self.kv_heads * self.head_dim
+
 
 LLAMA_LIKE = ("llama", "qwen2", "mistral")
 SUPPORTED_FAMILIES = LLAMA_LIKE + ("phi3", "gpt_neox")
@@ -307,7 +312,7 @@ def model_dims(config: transformers.PretrainedConfig) -> _Dims:
 
 
 def _llama_layer(f: _Replay, x: _Tensor, d: _Dims, padded: bool) -> _Tensor:
-    h, q_w, kv_w = d.hidden, d.heads * d.head_dim, d.kv_heads * d.head_dim
+    h, (q_w, kv_w) = d.hidden, d.widths
     start = f.total
     y = f.rms_norm(x, h)
     if d.family == "phi3":  # fused qkv_proj: q, k, v are views of one output
@@ -536,7 +541,7 @@ def predict_memory(model_config: transformers.PretrainedConfig, *, peft: str = "
         norm_backward = tokens * h * E + min(tokens, SLICE_ROWS) * h * 3 * 4
     else:
         norm_backward = 5 * tokens * h * 4
-    q_w, kv_w = dims.heads * dims.head_dim, dims.kv_heads * dims.head_dim
+    q_w, kv_w = dims.widths
     attention_backward = 0
     if dims.family != "gpt_neox":
         sdpa_backward = tokens * ((q_w + 2 * kv_w) * E + 8 * q_w + 4 * dims.heads)
