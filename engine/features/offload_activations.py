@@ -10,8 +10,11 @@ them:
             tensor; its device block returns to the allocator once that copy has run (record_stream),
             so the copy overlaps the next layer's compute;
   backward  unpack: waits for its copy back, which was queued when the tensor saved after it was
-            unpacked, and queues the copy of the tensor saved before it: one layer's transfer overlaps
-            the recompute and backward of the next.
+            unpacked, and queues the copy of the latest tensor saved before it that backward has not
+            unpacked yet: one layer's transfer overlaps the recompute and backward of the next. A node
+            unpacks its own tensors in the order it saved them (the loss's hidden rows, then its ids
+            and log-sum-exp): "the tensor saved before" may already be in use, and fetching it again
+            would leave a layer input's copy on the device that nothing reads.
 
 Host copies are held in pieces whose sizes are powers of two (the binary digits of the tensor's byte
 count, down to 1 MiB): torch's caching host allocator rounds every pinned block up to a power of two,
@@ -50,17 +53,19 @@ def pinned_pieces(numel: int, dtype: torch.dtype, min_bytes: int = 1 << 20) -> l
 class Offloaded:
     """A saved tensor's host copy (pinned pieces of its flat data, or one CPU tensor), and its trip back."""
 
-    __slots__ = ("host", "shape", "copied", "index", "back", "ready", "__weakref__")
+    __slots__ = ("host", "shape", "copied", "index", "back", "ready", "unpacked", "__weakref__")
 
     def __init__(self, host: list[torch.Tensor], shape: torch.Size, copied, index: int):
         self.host, self.shape, self.copied, self.index = host, shape, copied, index
         self.back: torch.Tensor | None = None  # the device copy queued ahead of use
         self.ready = None  # the event that says `back` has arrived
+        self.unpacked = False  # backward has had it (once; a tensor saved by two nodes comes back twice)
 
 
 class ActivationOffload:
-    """The pack / unpack pair for one device. On a CPU "device" the host copy is a plain copy (no
-    streams): what the tests use to check that every tensor comes back as it was."""
+    """The pack / unpack pair for one device. On a CPU "device" the copies are plain copies (no streams,
+    the same prefetch order): what the tests use to check that every tensor comes back as it was, and
+    that every copy made for backward is read by it (`fetches`, `unread`)."""
 
     def __init__(self, device: torch.device, min_bytes: int = 1 << 20, piece_bytes: int = 1 << 20):
         self.device, self.min_bytes, self.piece_bytes = device, min_bytes, piece_bytes
@@ -73,6 +78,7 @@ class ActivationOffload:
         """A new micro-batch: what was saved before belongs to a graph that backward has freed."""
         self.saved: list[weakref.ref] = []  # pack order: the next one unpacked is the previous one packed
         self.host_bytes = 0  # what this micro-batch moved to the host
+        self.fetches = 0  # copies made back to the device: one per unpack when the order is right
         self.by_storage: dict[tuple[int, int], tuple[weakref.ref, Offloaded]] = {}
 
     def wants(self, tensor: torch.Tensor) -> bool:
@@ -104,19 +110,30 @@ class ActivationOffload:
         return entry
 
     def unpack(self, entry: Offloaded) -> torch.Tensor:
-        if not self.cuda:
-            return entry.host[0]
-        if entry.back is None:  # not prefetched: the first tensor backward needs
+        if entry.back is None:  # not prefetched: the first tensor backward needs, or one it needs again
             self._fetch(entry)
-        current = torch.cuda.current_stream(self.device)
-        current.wait_event(entry.ready)
-        tensor, entry.back = entry.back, None
-        tensor.record_stream(current)  # made on the copy stream, used and freed on this one
-        if entry.index > 0 and (previous := self.saved[entry.index - 1]()) is not None and previous.back is None:
-            self._fetch(previous)  # the next tensor backward will need
+        tensor, entry.back, entry.unpacked = entry.back, None, True
+        if self.cuda:
+            current = torch.cuda.current_stream(self.device)
+            current.wait_event(entry.ready)
+            tensor.record_stream(current)  # made on the copy stream, used and freed on this one
+        if (following := self._next_needed(entry.index)) is not None and following.back is None:
+            self._fetch(following)  # the next tensor backward will need
         return tensor
 
+    def _next_needed(self, index: int) -> Offloaded | None:
+        """The latest tensor saved before `index` that backward has not unpacked yet."""
+        while (index := index - 1) >= 0:
+            entry = self.saved[index]()
+            if entry is not None and not entry.unpacked:
+                return entry
+        return None
+
     def _fetch(self, entry: Offloaded) -> None:
+        self.fetches += 1
+        if not self.cuda:
+            entry.back = entry.host[0].clone()
+            return
         with torch.cuda.stream(self.to_device):
             self.to_device.wait_event(entry.copied)
             back = torch.empty(entry.shape, dtype=entry.host[0].dtype, device=self.device)
@@ -124,3 +141,8 @@ class ActivationOffload:
                 part.copy_(piece, non_blocking=True)
             entry.back = back
             entry.ready = self.to_device.record_event()
+
+    def unread(self) -> int:
+        """Bytes copied back to the device that backward has not read (none once backward is done)."""
+        return sum(entry.back.numel() * entry.back.element_size()
+                   for _, entry in self.by_storage.values() if entry.back is not None)
