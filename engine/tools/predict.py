@@ -520,11 +520,11 @@ def predict_memory(model_config: transformers.PretrainedConfig, *, peft: str = "
     # - the post-attention norm's backward, the MLP's saved tensors freed: LlamaRMSNorm's autograd holds
     #   five fp32 [T, h] temporaries; --fused-rmsnorm its dx and one slice's fp32 terms (GPT-NeoX's
     #   LayerNorm is one fused kernel: no such phase).
-    # - attention's backward, the MLP's and the post-attention norm's saved tensors freed (an allocator
-    #   history at 196,608 tokens on an H100; Llama-like families): the gradient of the residual stream
-    #   inside the layer beside the layer output's, o_proj's dx, and SDPA's backward (cuDNN's kernel, the
-    #   default on H100 and H200): dq, dk, dv and a workspace of two fp32 [T, heads x head_dim] buffers
-    #   (measured: 5.52 layer inputs at 131,072 to 352,256 tokens; the flash kernel takes as much).
+    # - attention's backward, the MLP's and the post-attention norm's saved tensors freed (allocator
+    #   histories at 196,608 and 352,256 tokens; Llama-like families): o_proj's dx beside the residual
+    #   stream's gradient (autograd adds the MLP branch's into it in place), and SDPA's backward (cuDNN's
+    #   kernel, the default on H100 and H200): dq, dk, dv and a workspace of two fp32 [T, heads x head_dim]
+    #   buffers (measured: 5.52 layer inputs at 131,072 to 352,256 tokens; the flash kernel takes as much).
     from engine.features.fused_lora import SLICE_ROWS
 
     h, inter = dims.hidden, dims.intermediate
@@ -545,7 +545,7 @@ def predict_memory(model_config: transformers.PretrainedConfig, *, peft: str = "
     attention_backward = 0
     if dims.family != "gpt_neox":
         sdpa_backward = tokens * ((q_w + 2 * kv_w) * E + 8 * q_w + 4 * dims.heads)
-        attention_backward = tokens * (h + q_w) * E + sdpa_backward - (acts.one_layer - acts.attention_saved)
+        attention_backward = tokens * q_w * E + sdpa_backward - (acts.one_layer - acts.attention_saved)
     layer_phase = {
         "activations": 3 * acts.layer_input if offload_activations else acts.total - acts.loss_saved,
         "gradient of the layer output": tokens * h * E,
@@ -598,7 +598,7 @@ def predict_for_spec(spec: str, **kwargs) -> dict:
 
 
 # Longest sequence at which a prediction was checked on the GPU: from 16,384 to 352,256 tokens of the
-# Llama-3.1-8B shape, within 5% of nine measured peaks and 6% of the other two (docs/memory-model.md).
+# Llama-3.1-8B shape, within 5% of eleven measured peaks (docs/memory-model.md).
 CHECKED_TOKENS = 352_256
 
 
