@@ -65,19 +65,22 @@ def test_offloaded_step_has_the_plain_steps_loss_and_gradients(ckpt):
 def test_every_copy_back_is_read_once(ckpt, monkeypatch):
     # The final norm and the loss save several tensors per node and unpack them in saving order: the
     # prefetch must skip what backward already holds, or a copy is made that nothing reads.
-    unpacks = []
+    unpacks = []  # (entry, whether its copy was already on its way)
     original = ActivationOffload.unpack
-    monkeypatch.setattr(ActivationOffload, "unpack", lambda self, entry: unpacks.append(entry) or original(self, entry))
+    monkeypatch.setattr(ActivationOffload, "unpack",
+                        lambda self, entry: unpacks.append((entry, entry.back is not None)) or original(self, entry))
     _, _, counted, _, _ = _step(torch.device("cpu"), offload=True, ckpt=ckpt)
     offload = counted.offload
     assert len(unpacks) > len(offload.saved) > 3
     assert offload.unread() == 0
     assert offload.fetches == len(unpacks)
+    prefetched = sum(ahead for _, ahead in unpacks)
+    assert prefetched >= len(offload.saved) // 2  # most copies were queued ahead of their use
     # and the old rule, "fetch the tensor saved just before", fetches one the node already holds
     monkeypatch.setattr(ActivationOffload, "_next_needed", lambda self, index: self.saved[index - 1]() if index else None)
     unpacks.clear()
     _, _, counted, _, _ = _step(torch.device("cpu"), offload=True, ckpt=ckpt)
-    assert counted.offload.unread() > 0
+    assert counted.offload.unread() > 0 and counted.offload.fetches > len(unpacks)
 
 
 def test_host_pieces_are_whole_powers_of_two_that_add_up_to_the_tensor():

@@ -76,7 +76,7 @@ class ActivationOffload:
 
     def begin(self) -> None:
         """A new micro-batch: what was saved before belongs to a graph that backward has freed."""
-        self.saved: list[weakref.ref] = []  # pack order: the next one unpacked is the previous one packed
+        self.saved: list[weakref.ref] = []  # pack order, which backward runs through in reverse
         self.host_bytes = 0  # what this micro-batch moved to the host
         self.fetches = 0  # copies made back to the device: one per unpack when the order is right
         self.by_storage: dict[tuple[int, int], tuple[weakref.ref, Offloaded]] = {}

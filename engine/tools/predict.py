@@ -598,7 +598,7 @@ def predict_for_spec(spec: str, **kwargs) -> dict:
 
 
 # Longest sequence at which a prediction was checked on the GPU: from 16,384 to 352,256 tokens of the
-# Llama-3.1-8B shape, within 5% of eleven measured peaks (docs/memory-model.md).
+# Llama-3.1-8B shape (one of them cut to 8 layers), within 5% of eleven measured peaks (docs/memory-model.md).
 CHECKED_TOKENS = 352_256
 
 
