@@ -77,7 +77,8 @@ def test_every_copy_back_is_read_once(ckpt, monkeypatch):
     prefetched = sum(ahead for _, ahead in unpacks)
     assert prefetched >= len(offload.saved) // 2  # most copies were queued ahead of their use
     # and the old rule, "fetch the tensor saved just before", fetches one the node already holds
-    monkeypatch.setattr(ActivationOffload, "_next_needed", lambda self, index: self.saved[index - 1]() if index else None)
+    monkeypatch.setattr(ActivationOffload, "_next_needed",
+                        lambda self, index: self.saved[index - 1]() if index else None)
     unpacks.clear()
     _, _, counted, _, _ = _step(torch.device("cpu"), offload=True, ckpt=ckpt)
     assert counted.offload.unread() > 0 and counted.offload.fetches > len(unpacks)

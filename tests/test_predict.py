@@ -334,11 +334,11 @@ def test_offloaded_fused_layer_phase_terms():
 # Peak allocated of one training step (Llama-3.1-8B shape, QLoRA, batch 1, --ckpt --chunked-loss
 # --expandable-segments, every position labelled; GiB), the first seven rows measured on one H200 on
 # 2026-12-03 (the 131,072-token row with --mlp-chunk --fused-rmsnorm measured 17.97 GiB again on an H100),
-# the last four on one H100 on 2026-12-06. F = --fused-lora --offload-activations --offload-embeddings. The rows from
-# 163,840 tokens were measured after the offload stopped fetching a copy of a tensor backward already
-# held (the loss's hidden rows past 131,072 tokens, the final norm's input from 262,144 with
-# --fused-rmsnorm: one layer input each, 1.25 to 5.4 GiB); the rows of 131,072 tokens and fewer never
-# had one. The last row cuts the model to 8 of its 32 layers (same widths): the 32-layer step without
+# the last four on one H100 on 2026-12-06. F = --fused-lora --offload-activations --offload-embeddings.
+# The rows from 163,840 tokens were measured after the offload stopped fetching a copy of a tensor
+# backward already held (the loss's hidden rows past 131,072 tokens, the final norm's input from 262,144
+# with --fused-rmsnorm: one layer input each, 1.25 to 5.4 GiB); the rows of 131,072 tokens and fewer
+# never had one. The last row cuts the model to 8 of its 32 layers (same widths): the 32-layer step without
 # --fused-rmsnorm was measured only before that change (61.81 GiB, one unread layer input included).
 MEASURED_PEAKS = [
     (16_384, {}, 15.71),

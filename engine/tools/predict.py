@@ -510,12 +510,13 @@ def predict_memory(model_config: transformers.PretrainedConfig, *, peft: str = "
     # activations with ckpt, a dequantised 4-bit weight; full fine-tuning has the head's gradient by now.
     # With offloading: the layer input in use, the next on its way, and layer 0's (the embedding output),
     # which stays referenced on the device (seen in an allocator history at 131,072 tokens). Throughout a
-    # layer's backward the gradient of its output [T, h] is alive. Then two sub-phases, read from allocator
-    # histories of the 8B shape at 81,920 and 131,072 tokens (docs/memory-model.md), the larger counts:
+    # layer's backward the gradient of its output [T, h] is alive. Then three sub-phases, read from allocator
+    # histories of the 8B shape (docs/memory-model.md), the largest counts:
     # - the MLP's backward, every saved tensor alive. peft's LoRA path: 3 intermediate-wide gradients and a
-    #   hidden-wide one (with the layer output's, the fp32 copy of a hidden-wide gradient). --fused-lora: down_proj's dx [M, I] with, over one slice of
-    #   SLICE_ROWS rows, its adapter term in fp32, its cast and the fp32 copy of g [S, h]
-    #   (engine/features/fused_lora.py); then, down_proj's input freed, the three gradients of SiLU(gate) * up.
+    #   hidden-wide one (with the layer output's, the fp32 copy of a hidden-wide gradient). --fused-lora:
+    #   down_proj's dx [M, I] with, over one slice of SLICE_ROWS rows, its adapter term in fp32, its cast
+    #   and the fp32 copy of g [S, h] (engine/features/fused_lora.py); then, down_proj's input freed, the
+    #   three gradients of SiLU(gate) * up.
     #   A sliced MLP also holds its finished slices' input gradients until the last one is made.
     # - the post-attention norm's backward, the MLP's saved tensors freed: LlamaRMSNorm's autograd holds
     #   five fp32 [T, h] temporaries; --fused-rmsnorm its dx and one slice's fp32 terms (GPT-NeoX's
